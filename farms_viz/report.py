@@ -1,0 +1,213 @@
+"""``analyze()``: run the pipeline over a source and give a report (a row per layer + spectra)."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .config import Settings
+from .errors import FarmsError
+from .fits import PowerLawFit, fit_power_law, nonzero_eigs
+from .matrices import LayerMatrices, to_matrices
+from .mp import MPFit, fit_mp
+from .sources import Source, TensorRef, open_source
+from .spectra import WindowGrid, esd, farms_esd
+
+COLUMNS = [
+    "layer", "kind", "rows", "cols", "aspect_ratio", "n_slices", "window_rows", "window_cols",
+    "n_windows", "n_eigs_raw", "n_eigs_farms", "alpha_raw", "alpha_farms", "xmin_raw", "xmin_farms",
+    "D_raw", "D_farms", "n_tail_raw", "n_tail_farms", "spectral_norm", "frobenius_norm2",
+    "stable_rank", "alpha_hat_raw", "alpha_hat_farms", "mp_sigma_raw", "mp_sigma_farms",
+    "n_spikes_raw", "n_spikes_farms", "dtype", "seconds", "status",
+]
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class LayerSpectra:
+    """What the plots of one layer need: both ESDs, their fits and the window grid."""
+
+    layer: str
+    kind: str
+    rows: int
+    cols: int
+    esd_raw: np.ndarray
+    esd_farms: np.ndarray
+    fit_raw: PowerLawFit
+    fit_farms: PowerLawFit
+    mp_raw: MPFit
+    mp_farms: MPFit
+    grid: WindowGrid
+    #: block-mean |W| of the first slice, at most 160 x 160, for the window-grid picture
+    thumbnail: np.ndarray | None = None
+
+
+def thumbnail(mat: torch.Tensor, max_side: int = 160) -> np.ndarray:
+    """Block-mean of |W| down to at most ``max_side`` per side (adaptive average pooling)."""
+    a = mat.abs().float()[None, None]
+    h, w = mat.shape
+    out = torch.nn.functional.adaptive_avg_pool2d(a, (min(h, max_side), min(w, max_side)))
+    return out[0, 0].cpu().numpy()
+
+
+@dataclass
+class Report:
+    """The result of :func:`analyze`: ``table`` (a row per layer) and ``spectra`` by layer name."""
+
+    name: str
+    settings: Settings
+    table: pd.DataFrame
+    spectra: dict[str, LayerSpectra] = field(default_factory=dict)
+    metrics_only: bool = False
+
+    def layer(self, name: str) -> LayerSpectra:
+        if name not in self.spectra:
+            raise FarmsError(f"layer {name!r} has no spectra in this report.")
+        return self.spectra[name]
+
+    def save(self, path: str) -> None:
+        """Write the table as .csv or .json."""
+        if str(path).endswith(".json"):
+            self.table.to_json(path, orient="records", indent=1)
+        else:
+            self.table.to_csv(path, index=False)
+
+
+def _empty_row(ref: TensorRef) -> dict:
+    row = {c: math.nan for c in COLUMNS}
+    shape = ref.shape
+    row.update(layer=ref.layer, kind=ref.kind or "", dtype=ref.dtype,
+               rows=int(shape[0]) if len(shape) >= 1 else 0,
+               cols=int(shape[1]) if len(shape) >= 2 else 0,
+               n_slices=0, n_windows=0, n_eigs_raw=0, n_eigs_farms=0, n_tail_raw=0, n_tail_farms=0,
+               n_spikes_raw=0, n_spikes_farms=0, status="ok")
+    return row
+
+
+def check_tensor(t: torch.Tensor) -> str | None:
+    """Why a tensor cannot be analysed honestly, or None."""
+    if not t.is_floating_point():
+        return f"{str(t.dtype).replace('torch.', '')} tensor (integer or quantised weights are not analysed)"
+    if t.numel() == 0:
+        return "empty tensor"
+    finite = torch.isfinite(t)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        return f"{bad} NaN or Inf entries; no alpha is computed from corrupt weights"
+    if not bool((t != 0).any()):
+        return "all entries are zero; the spectrum is empty"
+    return None
+
+
+def analyze_layer(ref: TensorRef, settings: Settings) -> tuple[dict, LayerSpectra | None]:
+    """Analyse one tensor: raw ESD, FARMS pooled ESD, fits and norms. Never raises FarmsError."""
+    row = _empty_row(ref)
+    t0 = time.perf_counter()
+    try:
+        w = ref.load()
+        bad = check_tensor(w)
+        if bad:
+            row["status"] = bad
+            return row, None
+        mats: LayerMatrices = to_matrices(w, ref.kind, settings.conv_norm)
+        del w
+        row.update(rows=mats.rows, cols=mats.cols, n_slices=mats.n_slices,
+                   aspect_ratio=max(mats.rows, mats.cols) / min(mats.rows, mats.cols))
+        e_raw = esd(mats.slices, settings.device)
+        e_farms, grid = farms_esd(mats.slices, settings.window, settings.q, settings.ops, settings.device)
+    except FarmsError as e:
+        row["status"] = str(e)
+        return row, None
+    long_, short = max(mats.rows, mats.cols), min(mats.rows, mats.cols)
+    wl, ws = max(grid.h, grid.w), min(grid.h, grid.w)
+    fr = fit_power_law(e_raw, settings.fit, settings.xmin_pos, dim=long_)
+    ff = fit_power_law(e_farms, settings.fit, settings.xmin_pos, dim=wl)
+    mr = fit_mp(e_raw, long_, short)
+    mf = fit_mp(e_farms, wl, ws)
+    lam_max = float(e_raw[-1]) if e_raw.size else math.nan
+    fro2 = float(e_raw.sum())
+    log_sn = math.log10(lam_max) if lam_max > 0 else math.nan
+    row.update(
+        window_rows=grid.h, window_cols=grid.w, n_windows=grid.n_windows * mats.n_slices,
+        n_eigs_raw=fr.n_eigs, n_eigs_farms=ff.n_eigs,
+        alpha_raw=fr.alpha, alpha_farms=ff.alpha, xmin_raw=fr.xmin, xmin_farms=ff.xmin,
+        D_raw=fr.D, D_farms=ff.D, n_tail_raw=fr.n_tail, n_tail_farms=ff.n_tail,
+        spectral_norm=lam_max, frobenius_norm2=fro2,
+        stable_rank=fro2 / lam_max if lam_max > 0 else math.nan,
+        alpha_hat_raw=fr.alpha * log_sn, alpha_hat_farms=ff.alpha * log_sn,
+        mp_sigma_raw=mr.sigma, mp_sigma_farms=mf.sigma,
+        n_spikes_raw=mr.n_spikes, n_spikes_farms=mf.n_spikes,
+    )
+    statuses = [s for s in (fr.status, ff.status) if s != "ok"]
+    if statuses:
+        row["status"] = "; ".join(dict.fromkeys(statuses))
+    row["seconds"] = time.perf_counter() - t0
+    spec = LayerSpectra(ref.layer, mats.kind, mats.rows, mats.cols, e_raw, e_farms, fr, ff, mr, mf, grid,
+                        thumbnail(mats.slices[0]))
+    return row, spec
+
+
+def select_refs(src: Source, settings: Settings, layers: str | None) -> list[TensorRef]:
+    """The tensors to analyse: matrix layers, embeddings only when asked, names matching ``layers``."""
+    try:
+        pat = re.compile(layers) if layers else None
+    except re.error as e:
+        raise FarmsError(f"the layer filter {layers!r} is not a valid regular expression ({e}).") from None
+    out = []
+    for ref in src.tensors():
+        if ref.kind is None:
+            continue
+        if ref.kind == "embedding" and not settings.include_embeddings:
+            continue
+        if pat and not pat.search(ref.layer):
+            continue
+        out.append(ref)
+    return out
+
+
+def analyze(source, *, settings: Settings | None = None, preset: str | None = None, fit: str | None = None,
+            xmin_pos: float | None = None, window: int | None = None, q: float | None = None,
+            ops: int | None = None, device: str | None = None, include_embeddings: bool | None = None,
+            layers: str | None = None, progress: Progress | None = None) -> Report:
+    """Raw and FARMS analysis of every matrix layer of ``source``.
+
+    ``settings`` or a ``preset`` (``llm`` default, ``cnn``) plus explicit options, which win.
+    ``progress(done, total, layer)`` is called before each layer and once at the end.
+    """
+    overrides = dict(fit=fit, xmin_pos=xmin_pos, window=window, q=q, ops=ops, device=device,
+                     include_embeddings=include_embeddings)
+    if settings is None:
+        settings = Settings.preset(preset or "llm", **overrides)
+    else:
+        settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None})
+    src = open_source(source)
+    if src.metrics is not None:
+        table = src.metrics.copy()
+        if layers:
+            table = table[table["layer"].str.contains(layers, regex=True)].reset_index(drop=True)
+        return Report(src.name, settings, table, {}, metrics_only=True)
+    refs = select_refs(src, settings, layers)
+    if not refs:
+        raise FarmsError(f"{src.name} has no weight matrices to analyse"
+                         + (f" matching {layers!r}." if layers else "."))
+    rows, spectra = [], {}
+    with torch.inference_mode():
+        for i, ref in enumerate(refs):
+            if progress:
+                progress(i, len(refs), ref.layer)
+            row, spec = analyze_layer(ref, settings)
+            rows.append(row)
+            if spec is not None:
+                spectra[ref.layer] = spec
+    if progress:
+        progress(len(refs), len(refs), "")
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return Report(src.name, settings, table, spectra)

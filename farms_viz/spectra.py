@@ -1,0 +1,153 @@
+"""Raw ESD and FARMS pooled ESD of weight matrices.
+
+The ESD of a matrix W (rows x cols) is the min(rows, cols) eigenvalues of W^T W,
+i.e. the squared singular values, in ascending order.
+
+FARMS (Hu et al., ICML 2025, Sec. 3) slides windows of one fixed aspect ratio over
+W and pools the eigenvalues of all windows. The window grid below reproduces the
+authors' release (``fixed_sampling`` in ``LLM_Pruning/lib/sampling.py``) exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class WindowGrid:
+    """Where FARMS looks: windows of ``h`` x ``w`` starting at every (row_start, col_start)."""
+
+    rows: int
+    cols: int
+    h: int
+    w: int
+    row_starts: tuple[int, ...]
+    col_starts: tuple[int, ...]
+    row_step: int
+    col_step: int
+
+    @property
+    def n_windows(self) -> int:
+        return len(self.row_starts) * len(self.col_starts)
+
+    @property
+    def aspect_ratio(self) -> float:
+        return max(self.h, self.w) / min(self.h, self.w)
+
+
+def window_grid(rows: int, cols: int, window: int, q: float, ops: int) -> WindowGrid:
+    """The release's window grid.
+
+    h = min(window, rows, cols); w = int(h * q), capped at cols;
+    row_step = max(1, (rows - h) // (ops - 1)), likewise col_step with w;
+    row windows = min(ops, max(1, (rows - h) // row_step + 1)), likewise columns;
+    window (i, j) starts at (min(i * row_step, rows - h), min(j * col_step, cols - w)).
+
+    With ops = 1 the release would divide by zero; one window per dimension is used.
+    With q > 1, w can exceed cols in the release, where slicing silently truncates
+    the window; here w is capped at cols, which is the same submatrix.
+    """
+    h = min(int(window), rows, cols)
+    w = min(max(1, int(h * q)), cols)
+    if ops > 1:
+        row_step = max(1, (rows - h) // (ops - 1))
+        col_step = max(1, (cols - w) // (ops - 1))
+        n_r = min(ops, max(1, (rows - h) // row_step + 1))
+        n_c = min(ops, max(1, (cols - w) // col_step + 1))
+    else:
+        row_step = col_step = 1
+        n_r = n_c = 1
+    row_starts = tuple(min(i * row_step, rows - h) for i in range(n_r))
+    col_starts = tuple(min(j * col_step, cols - w) for j in range(n_c))
+    return WindowGrid(rows, cols, h, w, row_starts, col_starts, row_step, col_step)
+
+
+def _device(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        from .errors import FarmsError
+
+        raise FarmsError("device 'cuda' was asked for but no CUDA GPU is available; use device 'cpu'.")
+    return torch.device(device)
+
+
+#: A float32 Gram spectrum is trusted when its smallest eigenvalue exceeds
+#: GRAM_TRUST * sqrt(n) * eps(float32) * l_max, i.e. round-off moves it by under ~1%.
+GRAM_TRUST = 100.0
+
+
+def _gram_eigs(x: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of the smaller Gram matrix of each matrix in a stack (k, m, n), ascending."""
+    g = x.mT @ x if x.shape[-2] >= x.shape[-1] else x @ x.mT
+    return torch.linalg.eigvalsh(g)
+
+
+def batched_esd(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarray:
+    """Eigenvalues of W^T W for a stack of equal-shape matrices (k, m, n), pooled, ascending.
+
+    Fast exact route: one batched Gram + ``eigvalsh`` call per chunk in float32. Round-off
+    in a float32 Gram matrix is about eps * l_max, so a matrix whose smallest eigenvalue
+    is not well above that (square or ill-conditioned ones) is recomputed in float64,
+    which resolves eigenvalues down to ~1e-13 l_max, more than float32 ``svdvals`` (the
+    release's route) does. Round-off values <= 0 are clamped to 0 (numerically zero).
+    """
+    k, m, n = mats.shape
+    side = min(m, n)
+    per = max(1, int(chunk_bytes // max(1, (m * n + side * side) * 8)))
+    out = []
+    eps = float(torch.finfo(torch.float32).eps)
+    for s in range(0, k, per):
+        x = mats[s : s + per]
+        ev = _gram_eigs(x.to(torch.float32))
+        lam_max = ev[:, -1:].clamp_min(0)
+        bad = (ev[:, :1] <= GRAM_TRUST * side ** 0.5 * eps * lam_max).reshape(-1)
+        ev = ev.to(torch.float64)
+        if bool(bad.any()):
+            ev[bad] = _gram_eigs(x[bad].to(torch.float64))
+        out.append(ev.clamp_min(0).reshape(-1).cpu().numpy())
+    return np.sort(np.concatenate(out))
+
+
+def esd(slices: torch.Tensor, device: str = "cpu") -> np.ndarray:
+    """Raw ESD of a layer: pooled eigenvalues of W^T W for each slice (k, rows, cols)."""
+    mats = slices.to(_device(device), dtype=torch.float32)
+    return batched_esd(mats)
+
+
+def farms_windows(slices: torch.Tensor, grid: WindowGrid, row_starts=None) -> torch.Tensor:
+    """FARMS windows of all slices as one stacked tensor (k * n_r * n_c, h, w).
+
+    ``row_starts`` restricts to some rows of the grid (for chunking); default all.
+    """
+    k = slices.shape[0]
+    dev = slices.device
+    rs = grid.row_starts if row_starts is None else row_starts
+    idx_r = torch.tensor(rs, device=dev)[:, None] + torch.arange(grid.h, device=dev)
+    idx_c = torch.tensor(grid.col_starts, device=dev)[:, None] + torch.arange(grid.w, device=dev)
+    win = slices[:, idx_r, :][:, :, :, idx_c]  # (k, n_r, h, n_c, w)
+    win = win.permute(0, 1, 3, 2, 4)  # (k, n_r, n_c, h, w)
+    return win.reshape(-1, grid.h, grid.w)
+
+
+def farms_esd(slices: torch.Tensor, window: int, q: float, ops: int, device: str = "cpu",
+              chunk_bytes: int = 256 * 2**20) -> tuple[np.ndarray, WindowGrid]:
+    """FARMS pooled ESD: the window grid applied to every slice, all windows' eigenvalues pooled.
+
+    For conv layers (k > 1 kernel-position slices) every slice gets the same grid and
+    all k * n_windows windows are pooled (farms-viz's rule; the release instead takes
+    one window per slice, see README). Windows are stacked in chunks of whole grid
+    rows so memory stays bounded (about ``chunk_bytes`` per chunk).
+    """
+    mats = slices.to(_device(device), dtype=torch.float32)
+    grid = window_grid(mats.shape[1], mats.shape[2], window, q, ops)
+    if grid.n_windows == 1 and grid.h == grid.rows and grid.w == grid.cols:
+        return batched_esd(mats), grid
+    per_row = mats.shape[0] * len(grid.col_starts) * grid.h * grid.w * 4
+    rows_per_chunk = max(1, int(chunk_bytes // max(1, per_row)))
+    parts = []
+    for s in range(0, len(grid.row_starts), rows_per_chunk):
+        rs = grid.row_starts[s : s + rows_per_chunk]
+        parts.append(batched_esd(farms_windows(mats, grid, rs)))
+    return np.sort(np.concatenate(parts)), grid
