@@ -48,6 +48,14 @@ def _settings_kwargs(a) -> dict:
 
 def _summary(report) -> str:
     t = report.table
+    if report.metrics_only:
+        ok = t
+        lines = [f"{report.name}: {len(t)} layers of published metrics (no weights, no spectra)"]
+        for col in ("alpha_raw", "alpha_farms"):
+            s = t[col].dropna() if col in t else []
+            if len(s):
+                lines.append(f"  {col:<12} mean {s.mean():.3f}  std {s.std(ddof=0):.3f}  min {s.min():.3f}  max {s.max():.3f}")
+        return "\n".join(lines)
     ok = t[t["status"] == "ok"]
     lines = [f"{report.name}: {len(t)} layers, {len(ok)} analysed"
              + (f", {len(t) - len(ok)} with a status (see the 'status' column)" if len(ok) < len(t) else "")]

@@ -56,7 +56,8 @@ def nonzero_eigs(eigs: np.ndarray, dim: int = 1, thresh: float = 0.0) -> np.ndar
 def hill_alpha(tail: np.ndarray, xmin: float) -> float:
     """Hill (maximum-likelihood) exponent of a continuous power law above xmin."""
     n = tail.size
-    return 1.0 + n / (np.sum(np.log(tail)) - n * math.log(xmin))
+    with np.errstate(divide="ignore"):
+        return float(1.0 + np.float64(n) / (np.sum(np.log(tail)) - n * math.log(xmin)))
 
 
 def ks_distance(tail: np.ndarray, xmin: float, alpha: float) -> float:

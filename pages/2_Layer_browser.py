@@ -1,0 +1,80 @@
+"""Layer browser: one layer's ESD, power-law tail and FARMS windows, raw | FARMS."""
+
+import streamlit as st
+
+from farms_viz import appstate as app
+from farms_viz import figures
+from farms_viz.diagnosis import grid_caption, layer_numbers
+
+app.page_setup("Layer browser")
+report = app.load_report()
+if report is None:
+    st.stop()
+
+st.title(f"Layer browser — {app.current_spec().title}")
+names = app.spectra_layers(report)
+if not names:
+    st.info(f"No spectra for this source: {report.name} carries "
+            + ("published metrics only. " if report.metrics_only else "no analysable layers. ")
+            + "Use the model overview instead.")
+    st.page_link(app.OVERVIEW, label="Model overview", icon=":material/bar_chart:")
+    st.stop()
+
+
+@st.fragment
+def layer_view() -> None:
+    """The layer view; Previous/Next/select rerun only this fragment (fast switching)."""
+    layer = app.current_layer(report)
+    st.session_state["layer"] = layer
+    st.session_state["w_layer"] = layer
+    i = names.index(layer)
+
+    def _step(delta: int) -> None:
+        app.set_layer(names[(names.index(st.session_state["layer"]) + delta) % len(names)])
+
+    c_sel, c_prev, c_next, c_scale = st.columns([5, 1.3, 1.3, 1.6], vertical_alignment="bottom")
+    c_sel.selectbox(f"Layer ({i + 1} of {len(names)}; type to search)", names, key="w_layer",
+                    on_change=lambda: app.set_layer(st.session_state["w_layer"]))
+    c_prev.button("◀ Prev", key="prev", on_click=_step, args=(-1,), width="stretch")
+    c_next.button("Next ▶", key="next", on_click=_step, args=(1,), width="stretch")
+    log_x = c_scale.toggle("log-x ESD", value=True, key="log_x", help="Histogram on a logarithmic λ axis.")
+    app.set_layer(layer)
+
+    spec = report.spectra[layer]
+    row = report.table.set_index("layer").loc[layer]
+    st.caption(f"**{layer}** · {spec.kind} · {spec.rows} × {spec.cols} "
+               f"(aspect ratio {max(spec.rows, spec.cols) / min(spec.rows, spec.cols):.2f})"
+               + (f" · status: {row['status']}" if row.get("status", "ok") != "ok" else ""))
+
+    cfg = {"displaylogo": False}
+    cols = st.columns(2, gap="large")
+    for col, which in zip(cols, ("raw", "farms")):
+        esd = spec.esd_raw if which == "raw" else spec.esd_farms
+        mp = spec.mp_raw if which == "raw" else spec.mp_farms
+        fit = spec.fit_raw if which == "raw" else spec.fit_farms
+        name = figures.NAMES[which]
+        with col:
+            color = figures.COLORS[which]
+            what = (f"the whole {spec.rows} × {spec.cols} matrix" if which == "raw"
+                    else f"{spec.grid.n_windows} windows of {spec.grid.h} × {spec.grid.w}, pooled")
+            st.markdown(f"<h3 style='color:{color};margin-bottom:0'>{name}</h3>"
+                        f"<span style='color:#52606D'>{what}</span>", unsafe_allow_html=True)
+            st.plotly_chart(figures.esd_histogram(esd, mp, which, log_x=log_x, title=f"ESD {name} with Marchenko–Pastur fit"),
+                            key=f"esd_{which}", theme=None, config=cfg)
+            st.plotly_chart(figures.tail_ccdf(esd, fit, which, title=f"Power-law tail {name} (CCDF)"),
+                            key=f"tail_{which}", theme=None, config=cfg)
+            nums = layer_numbers(spec, row, which)
+            st.markdown(
+                f"<div style='border-top:4px solid {color};padding-top:4px'></div>\n\n"
+                "| | |\n|---|---|\n" + "\n".join(f"| {k} | **{v}** |" for k, v in nums.items()),
+                unsafe_allow_html=True)
+
+    st.subheader("Where FARMS looks")
+    g1, g2 = st.columns([3, 2])
+    g1.plotly_chart(figures.window_grid(spec.thumbnail, spec.grid), key="grid", theme=None, config=cfg)
+    g2.markdown(grid_caption(spec.grid, int(row.get("n_slices", 1) or 1)))
+    g2.caption("The heatmap is |W| averaged over blocks (at most 160 × 160). Each blue rectangle is one "
+               "FARMS window; the eigenvalues of all windows are pooled into the FARMS ESD.")
+
+
+layer_view()
