@@ -4,6 +4,7 @@ import streamlit as st
 
 from farms_viz import appstate as app
 from farms_viz.diagnosis import summarize
+from farms_viz.errors import FarmsError
 
 
 
@@ -48,8 +49,11 @@ def home() -> None:
             up = c2.file_uploader(f"Weights file (.safetensors, .pt, .bin; up to {limit} MB)",
                                   type=["safetensors", "pt", "pth", "bin"], key="w_pick_upload")
             if up is not None:
-                saved = app.save_upload(up.name, up.getvalue())
-                requested = app.SourceSpec("upload", str(saved), label=up.name)
+                try:
+                    saved = app.save_upload(up.name, up.getvalue())
+                    requested = app.SourceSpec("upload", str(saved), label=up.name)
+                except FarmsError as e:
+                    st.error(str(e))
         else:
             with c2:
                 hub = app.persisted(st.text_input, "Hugging Face model id", "pick_hub", placeholder="org/model-name",

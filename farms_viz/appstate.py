@@ -147,7 +147,15 @@ def analysis(spec: SourceSpec, settings: Settings) -> Report:
 
 
 def save_upload(name: str, data: bytes) -> Path:
-    """Write uploaded bytes to a temp file named by their hash (same upload -> same path)."""
+    """Write uploaded bytes to a temp file named by their hash (same upload -> same path).
+
+    Streamlit already refuses files over ``server.maxUploadSize``; this checks again so a
+    changed limit or a direct call cannot bypass it.
+    """
+    limit_mb = st.get_option("server.maxUploadSize")
+    if len(data) > limit_mb * 2**20:
+        raise FarmsError(f"{name} is {len(data) / 2**20:.0f} MB, over the upload limit of {limit_mb} MB "
+                         "(set server.maxUploadSize in .streamlit/config.toml, or open the file by path).")
     digest = hashlib.sha256(data).hexdigest()[:16]
     d = Path(tempfile.gettempdir()) / "farms_viz_uploads"
     d.mkdir(parents=True, exist_ok=True)

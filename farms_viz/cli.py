@@ -72,7 +72,7 @@ def cmd_analyze(a) -> int:
 
     if not (a.out.endswith(".csv") or a.out.endswith(".json")):
         raise FarmsError(f"--out must end in .csv or .json (got {a.out}).")
-    report = analyze(a.source, progress=None if a.quiet else _Bar(), **_settings_kwargs(a))
+    report = analyze(a.source, progress=None if a.quiet else _Bar(), cache=not a.no_cache, **_settings_kwargs(a))
     report.save(a.out)
     print(_summary(report))
     print(f"wrote {a.out}")
@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("source", help="a zoo name (see 'farms-viz zoo'), a .safetensors/.pt/.bin file, a Hugging Face folder or hub id")
     pa.add_argument("--out", required=True, help="FILE.csv or FILE.json")
     pa.add_argument("--quiet", action="store_true", help="no progress bar")
+    pa.add_argument("--no-cache", action="store_true",
+                    help="recompute every layer instead of reusing the disk cache ($FARMS_VIZ_CACHE or ~/.cache/farms-viz)")
     _add_analysis_options(pa)
     pa.set_defaults(func=cmd_analyze)
     pz = sub.add_parser("zoo", help="list the models that work offline")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .cache import LayerCache, tensor_key
 from .config import Settings
 from .errors import FarmsError
 from .fits import PowerLawFit, fit_power_law, nonzero_eigs
@@ -107,8 +108,13 @@ def check_tensor(t: torch.Tensor) -> str | None:
     return None
 
 
-def analyze_layer(ref: TensorRef, settings: Settings) -> tuple[dict, LayerSpectra | None]:
-    """Analyse one tensor: raw ESD, FARMS pooled ESD, fits and norms. Never raises FarmsError."""
+def analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None = None
+                  ) -> tuple[dict, LayerSpectra | None]:
+    """Analyse one tensor: raw ESD, FARMS pooled ESD, fits and norms. Never raises FarmsError.
+
+    With a ``cache``, a tensor whose bytes, kind and settings were analysed before is read
+    back instead of recomputed.
+    """
     row = _empty_row(ref)
     t0 = time.perf_counter()
     try:
@@ -117,6 +123,9 @@ def analyze_layer(ref: TensorRef, settings: Settings) -> tuple[dict, LayerSpectr
         if bad:
             row["status"] = bad
             return row, None
+        key = tensor_key(w, ref.kind, settings) if cache is not None else None
+        if key is not None and (hit := cache.get(key)) is not None:
+            return _from_cache(ref, row, *hit)
         mats: LayerMatrices = to_matrices(w, ref.kind, settings.conv_norm)
         del w
         row.update(rows=mats.rows, cols=mats.cols, n_slices=mats.n_slices,
@@ -152,6 +161,23 @@ def analyze_layer(ref: TensorRef, settings: Settings) -> tuple[dict, LayerSpectr
     row["seconds"] = time.perf_counter() - t0
     spec = LayerSpectra(ref.layer, mats.kind, mats.rows, mats.cols, e_raw, e_farms, fr, ff, mr, mf, grid,
                         thumbnail(mats.slices[0]))
+    if key is not None:
+        cache.put(key, {"row": row, "kind": spec.kind, "fits": [asdict(fr), asdict(ff)],
+                        "mp": [asdict(mr), asdict(mf)], "grid": asdict(grid)},
+                  {"esd_raw": e_raw, "esd_farms": e_farms, "thumbnail": spec.thumbnail})
+    return row, spec
+
+
+def _from_cache(ref: TensorRef, row: dict, record: dict, arrays: dict) -> tuple[dict, LayerSpectra]:
+    """Rebuild a row and its spectra from a cache entry (the layer name is the current one)."""
+    row.update(record["row"])
+    row["layer"] = ref.layer
+    g = record["grid"]
+    grid = WindowGrid(**{**g, "row_starts": tuple(g["row_starts"]), "col_starts": tuple(g["col_starts"])})
+    fr, ff = (PowerLawFit(**f) for f in record["fits"])
+    mr, mf = (MPFit(**m) for m in record["mp"])
+    spec = LayerSpectra(ref.layer, record["kind"], int(row["rows"]), int(row["cols"]), arrays["esd_raw"],
+                        arrays["esd_farms"], fr, ff, mr, mf, grid, arrays["thumbnail"])
     return row, spec
 
 
@@ -176,11 +202,12 @@ def select_refs(src: Source, settings: Settings, layers: str | None) -> list[Ten
 def analyze(source, *, settings: Settings | None = None, preset: str | None = None, fit: str | None = None,
             xmin_pos: float | None = None, window: int | None = None, q: float | None = None,
             ops: int | None = None, device: str | None = None, include_embeddings: bool | None = None,
-            layers: str | None = None, progress: Progress | None = None) -> Report:
+            layers: str | None = None, progress: Progress | None = None, cache: bool = True) -> Report:
     """Raw and FARMS analysis of every matrix layer of ``source``.
 
     ``settings`` or a ``preset`` (``llm`` default, ``cnn``) plus explicit options, which win.
     ``progress(done, total, layer)`` is called before each layer and once at the end.
+    ``cache=False`` skips the per-layer disk cache (``$FARMS_VIZ_CACHE``, see cache.py).
     """
     overrides = dict(fit=fit, xmin_pos=xmin_pos, window=window, q=q, ops=ops, device=device,
                      include_embeddings=include_embeddings)
@@ -199,11 +226,12 @@ def analyze(source, *, settings: Settings | None = None, preset: str | None = No
         raise FarmsError(f"{src.name} has no weight matrices to analyse"
                          + (f" matching {layers!r}." if layers else "."))
     rows, spectra = [], {}
+    layer_cache = LayerCache() if cache else None
     with torch.inference_mode():
         for i, ref in enumerate(refs):
             if progress:
                 progress(i, len(refs), ref.layer)
-            row, spec = analyze_layer(ref, settings)
+            row, spec = analyze_layer(ref, settings, layer_cache)
             rows.append(row)
             if spec is not None:
                 spectra[ref.layer] = spec
