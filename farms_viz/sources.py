@@ -5,7 +5,8 @@ A :class:`Source` yields :class:`TensorRef` objects; each opens its tensor only 
 ``nn.Module``, a dict of tensors, a ``.safetensors`` file, a ``.pt``/``.pth``/``.bin`` state
 dict (only ever read with ``torch.load(weights_only=True)``), a folder of such files or a
 Hugging Face model folder (single or sharded, with or without an index), and a hub id.
-Files list their tensors in natural name order (``layer.9`` before ``layer.10``).
+Safetensors files list their tensors in natural name order (``layer.9`` before ``layer.10``);
+``torch.save`` state dicts keep their own (model) order.
 """
 
 from __future__ import annotations
@@ -387,7 +388,9 @@ def hf_kind_of(model_type: str | None) -> Callable[[str, tuple], str | None]:
 class FileSource(Source):
     """One or more weight files (shards, ``.safetensors`` or ``torch.save``), a tensor at a time.
 
-    Tensors are listed in natural name order across all shards.
+    Tensors of ``torch.save`` state dicts keep the dict's order (a module's ``state_dict``
+    order, i.e. model order); safetensors headers are stored sorted by name, so their
+    tensors are listed in natural name order (``layer.9`` before ``layer.10``).
     """
 
     def __init__(self, paths: list[Path], name: str | None = None,
@@ -402,7 +405,10 @@ class FileSource(Source):
         for s in self._shards:
             for k in s.entries:
                 index.setdefault(k, s)
-        self._index = {k: index[k] for k in sorted(index, key=natural_key)}
+        if all(isinstance(s, _TorchShard) for s in self._shards):
+            self._index = index
+        else:
+            self._index = {k: index[k] for k in sorted(index, key=natural_key)}
 
     def tensors(self) -> Iterator[TensorRef]:
         for k, shard in self._index.items():
