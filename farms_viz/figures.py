@@ -204,7 +204,7 @@ def mp_curve(mp, log_x: bool, weight: float = 1.0, n: int = 400) -> tuple[np.nda
     return x, y
 
 
-def esd_histogram(eigs, mp, which: str = "raw", log_x: bool = True, bins: int = 60,
+def esd_histogram(eigs, mp, which: str = "raw", log_x: bool = True, bins: int | None = None,
                   title: str | None = None) -> go.Figure:
     """The ESD as a normalised histogram with the Marchenko-Pastur density, bulk edge and spikes.
 
@@ -213,6 +213,8 @@ def esd_histogram(eigs, mp, which: str = "raw", log_x: bool = True, bins: int = 
     """
     color, name = COLORS[which], NAMES[which]
     e = nonzero_eigs(eigs)
+    if bins is None:  # about 2 sqrt(N) bins, 10..60: a 64-eigenvalue ESD is not a comb of single counts
+        bins = int(np.clip(2 * math.sqrt(max(e.size, 1)), 10, 60))
     edges, dens = histogram_density(e, bins, log_x)
     traces = [go.Scatter(
         x=edges, y=np.append(dens, dens[-1]), mode="lines", line=dict(shape="hv", color=color, width=1.2),
@@ -312,7 +314,7 @@ def tail_ccdf(eigs, fit, which: str = "raw", title: str | None = None) -> go.Fig
     return _figure(traces, _layout(
         title or f"Power-law tail {name}", height=440, legend_top=False, annotations=notes,
         xaxis=dict(type="log", title=dict(text="eigenvalue λ (log scale)"), showline=True),
-        yaxis=dict(type="log", title=dict(text="P(Λ ≥ λ) (log scale)")),
+        yaxis=dict(type="log", dtick=1, title=dict(text="P(Λ ≥ λ) (log scale)")),
     ))
 
 
