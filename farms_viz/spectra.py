@@ -91,7 +91,9 @@ def batched_esd(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarra
     in a float32 Gram matrix is about eps * l_max, so a matrix whose smallest eigenvalue
     is not well above that (square or ill-conditioned ones) is recomputed in float64,
     which resolves eigenvalues down to ~1e-13 l_max, more than float32 ``svdvals`` (the
-    release's route) does. Round-off values <= 0 are clamped to 0 (numerically zero).
+    release's route) does. Square matrices go to float64 directly: their smallest
+    eigenvalue (~l_max / 4n^2 for noise) is always below float32 Gram round-off.
+    Round-off values <= 0 are clamped to 0 (numerically zero).
     """
     k, m, n = mats.shape
     side = min(m, n)
@@ -100,6 +102,9 @@ def batched_esd(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarra
     eps = float(torch.finfo(torch.float32).eps)
     for s in range(0, k, per):
         x = mats[s : s + per]
+        if m == n:
+            out.append(_gram_eigs(x.to(torch.float64)).clamp_min(0).reshape(-1).cpu().numpy())
+            continue
         ev = _gram_eigs(x.to(torch.float32))
         lam_max = ev[:, -1:].clamp_min(0)
         bad = (ev[:, :1] <= GRAM_TRUST * side ** 0.5 * eps * lam_max).reshape(-1)
@@ -144,6 +149,9 @@ def farms_esd(slices: torch.Tensor, window: int, q: float, ops: int, device: str
     grid = window_grid(mats.shape[1], mats.shape[2], window, q, ops)
     if grid.n_windows == 1 and grid.h == grid.rows and grid.w == grid.cols:
         return batched_esd(mats), grid
+    n_c = len(grid.col_starts)
+    if grid.h == grid.w and n_c > 1 and grid.cols ** 2 < n_c * grid.w ** 2 and grid.cols ** 2 * 8 <= chunk_bytes:
+        return _band_gram_esd(mats, grid), grid
     per_row = mats.shape[0] * len(grid.col_starts) * grid.h * grid.w * 4
     rows_per_chunk = max(1, int(chunk_bytes // max(1, per_row)))
     parts = []
@@ -151,3 +159,23 @@ def farms_esd(slices: torch.Tensor, window: int, q: float, ops: int, device: str
         rs = grid.row_starts[s : s + rows_per_chunk]
         parts.append(batched_esd(farms_windows(mats, grid, rs)))
     return np.sort(np.concatenate(parts)), grid
+
+
+def _band_gram_esd(mats: torch.Tensor, grid: WindowGrid) -> np.ndarray:
+    """FARMS ESD of square windows through one Gram matrix per row band.
+
+    Windows that share rows r..r+h share the band B = W[r:r+h, :]; the Gram matrix of the
+    window at column c is the principal submatrix G[c:c+w, c:c+w] of G = B^T B. One
+    band Gram (h * cols^2 flops) replaces n_c window Grams (n_c * h * w^2 flops), and all
+    n_c submatrices go through one batched ``eigvalsh``. Float64, as for every square
+    matrix (see :func:`batched_esd`).
+    """
+    idx = torch.tensor(grid.col_starts, device=mats.device)[:, None] + torch.arange(grid.w, device=mats.device)
+    out = []
+    for k in range(mats.shape[0]):
+        for r in grid.row_starts:
+            band = mats[k, r : r + grid.h, :].to(torch.float64)
+            g = band.mT @ band
+            sub = g[idx[:, :, None], idx[:, None, :]]  # (n_c, w, w)
+            out.append(torch.linalg.eigvalsh(sub).clamp_min(0).reshape(-1).cpu().numpy())
+    return np.sort(np.concatenate(out))

@@ -136,3 +136,16 @@ def test_kind_inference_from_names_and_shapes():
     assert infer_kind("features.0.0.weight", (32, 3, 3, 3)) == "conv2d"
     assert infer_kind("features.1.conv.0.0.weight", (32, 1, 3, 3)) == "conv2d_depthwise"
     assert infer_kind("x.bias", (384,)) is None
+
+
+def test_band_gram_route_equals_per_window_route():
+    from farms_viz.spectra import _band_gram_esd, batched_esd, farms_windows
+
+    W = torch.randn(1, 300, 230, generator=torch.Generator().manual_seed(8))
+    grid = window_grid(300, 230, 100, 1.0, 6)
+    assert grid.cols ** 2 < len(grid.col_starts) * grid.w ** 2  # the band route is the one farms_esd takes
+    band = _band_gram_esd(W, grid)
+    per_window = batched_esd(farms_windows(W, grid))
+    np.testing.assert_allclose(band, per_window, rtol=1e-9, atol=1e-12 * band.max())
+    np.testing.assert_array_equal(farms_esd(W, 100, 1.0, 6)[0], band)
+    assert farms_esd(W, 100, 1.0, 6)[0].size == 100 * grid.n_windows
