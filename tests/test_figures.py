@@ -187,9 +187,12 @@ def test_window_grid_draws_every_window_in_matrix_coordinates():
     g = window_grid(1536, 384, 2000, 1.0, 15)
     thumb = np.random.default_rng(0).random((160, 160))
     fig = figures.window_grid(thumb, g)
-    assert len(fig.layout.shapes) == g.n_windows
-    s = fig.layout.shapes[-1]
-    assert (s.x1 - s.x0, s.y1 - s.y0) == (g.w, g.h) and s.y1 <= 1536 and s.x1 <= 384
+    outline = fig.data[1]
+    xs, ys = list(outline.x), list(outline.y)
+    assert xs.count(None) == g.n_windows  # one closed rectangle per window
+    last_x, last_y = xs[-6:-1], ys[-6:-1]
+    assert (max(last_x) - min(last_x), max(last_y) - min(last_y)) == (g.w, g.h)
+    assert max(y for y in ys if y is not None) <= 1536 and max(x for x in xs if x is not None) <= 384
     heat = fig.data[0]
     assert heat.x[-1] < 384 and heat.y[-1] < 1536  # thumbnail stretched over the matrix
     assert fig.layout.yaxis.scaleanchor == "x"
