@@ -79,6 +79,69 @@ def cmd_analyze(a) -> int:
     return 0
 
 
+def cmd_compare(a) -> int:
+    """Analyse A and B with the same options (each exactly as ``analyze`` would) and write the matched table."""
+    from .compare import compare_summary, compare_tables, diagnosis_changes, change_text
+    from .report import analyze
+
+    if not (a.out.endswith(".csv") or a.out.endswith(".json")):
+        raise FarmsError(f"--out must end in .csv or .json (got {a.out}).")
+    reports = [analyze(src, progress=None if a.quiet else _Bar(), cache=not a.no_cache, **_settings_kwargs(a))
+               for src in (a.a, a.b)]
+    cmp = compare_tables(*reports)
+    if a.out.endswith(".json"):
+        cmp.to_json(a.out, orient="records", indent=1, double_precision=15)
+    else:
+        cmp.to_csv(a.out, index=False)
+    s = compare_summary(cmp)
+    print(f"A = {reports[0].name}, B = {reports[1].name}: {s['matched']} layers matched, {s['only_a']} only in A, "
+          f"{s['only_b']} only in B, {s['shape_differs']} with a different shape")
+    print(f"  mean delta alpha (B - A): raw {s['mean_delta_raw']:+.3f}  FARMS {s['mean_delta_farms']:+.3f}")
+    ch = diagnosis_changes(cmp)
+    print(f"  diagnosis changes: {s['changed_raw']} raw, {s['changed_farms']} FARMS")
+    for _, r in ch.head(10).iterrows():
+        print(f"    {r['layer']}: {change_text(r)}")
+    print(f"wrote {a.out}")
+    return 0
+
+
+def cmd_allocate(a) -> int:
+    """TempBalance learning rates or AlphaPruning sparsities from raw and FARMS alphas of a table."""
+    from . import alloc_io
+    from .allocate import alphapruning, param_counts, tempbalance, weighted_mean
+
+    if not (a.out.endswith(".csv") or a.out.endswith(".json")):
+        raise FarmsError(f"--out must end in .csv or .json (got {a.out}).")
+    table = alloc_io.read_table(a.report, progress=_Bar())
+    if a.scheme == "alphapruning":
+        if a.sparsity is None:
+            raise FarmsError("--scheme alphapruning needs --sparsity S (e.g. 0.7).")
+        alloc = alphapruning(table, a.sparsity, a.epsilon, block_wise=a.block_wise, block_size=a.block_size)
+    else:
+        if a.lr is None:
+            raise FarmsError("--scheme tempbalance needs --lr LR (the base learning rate).")
+        alloc = tempbalance(table, a.lr, a.map, a.lr_min_ratio, a.lr_max_ratio, a.keep_first, a.keep_last)
+    alloc_io.write(alloc, a.out)
+    c_raw, c_farms = alloc.columns()
+    d = alloc.table[c_farms] - alloc.table[c_raw]
+    opts = ", ".join(f"{k}={v}" for k, v in alloc.settings.items() if v is not None)
+    print(f"{a.scheme}: {len(alloc.table)} layers ({opts})")
+    if a.scheme == "alphapruning":
+        p = param_counts(table)
+        print(f"  weighted mean sparsity: raw {weighted_mean(alloc.table[c_raw], p):.4f}  "
+              f"FARMS {weighted_mean(alloc.table[c_farms], p):.4f}")
+        for w in ("raw", "farms"):
+            if alloc.capped[w]:
+                print(f"  {len(alloc.capped[w])} layers capped at sparsity 1 ({w}); the excess went to the others")
+    if alloc.missing["farms"] or alloc.missing["raw"]:
+        print(f"  {len(set(alloc.missing['raw']) | set(alloc.missing['farms']))} layers without alpha get "
+              + ("the target sparsity" if a.scheme == "alphapruning" else "the base lr"))
+    i = int(d.abs().idxmax())
+    print(f"  largest move FARMS - raw: {alloc.table['layer'][i]} {d[i]:+.4g}")
+    print(f"wrote {a.out}")
+    return 0
+
+
 def cmd_zoo(a) -> int:
     from . import zoo
 
@@ -98,6 +161,32 @@ def build_parser() -> argparse.ArgumentParser:
                     help="recompute every layer instead of reusing the disk cache ($FARMS_VIZ_CACHE or ~/.cache/farms-viz)")
     _add_analysis_options(pa)
     pa.set_defaults(func=cmd_analyze)
+    pc = sub.add_parser("compare", help="analyse two checkpoints with the same options and match their layers")
+    pc.add_argument("a", metavar="A", help="the first checkpoint (zoo name, file, folder or hub id), e.g. before")
+    pc.add_argument("b", metavar="B", help="the second checkpoint, e.g. after; deltas are B - A")
+    pc.add_argument("--out", required=True, help="FILE.csv or FILE.json (a row per layer, matched by name)")
+    pc.add_argument("--quiet", action="store_true", help="no progress bar")
+    pc.add_argument("--no-cache", action="store_true", help="recompute every layer instead of reusing the disk cache")
+    _add_analysis_options(pc)
+    pc.set_defaults(func=cmd_compare)
+    pl = sub.add_parser("allocate", help="layer-wise learning rates (TempBalance) or sparsities (AlphaPruning), raw vs FARMS")
+    pl.add_argument("report", help="a table from 'farms-viz analyze' (.csv/.json), any CSV with layer, rows, cols, "
+                                   "alpha_raw, alpha_farms, or a zoo name such as llama-7b-published")
+    pl.add_argument("--scheme", choices=["alphapruning", "tempbalance"], required=True)
+    pl.add_argument("--out", required=True, help="FILE.csv (layer, ratio_raw, ratio_farms or lr_raw, lr_farms) "
+                                                 "or FILE.json ({\"raw\": {layer: value}, \"farms\": {...}})")
+    pl.add_argument("--sparsity", type=float, help="alphapruning: target parameter-weighted mean sparsity S")
+    pl.add_argument("--epsilon", type=float, default=0.3, help="alphapruning: ratios span [1-E, 1+E] before scaling (default 0.3)")
+    pl.add_argument("--block-size", type=int, help="alphapruning: average alpha over blocks of K consecutive layers")
+    pl.add_argument("--block-wise", action="store_true", help="alphapruning: average alpha per transformer block "
+                                                              "(blocks read from names like layers.N.)")
+    pl.add_argument("--lr", type=float, help="tempbalance: the base learning rate")
+    pl.add_argument("--map", choices=["linear", "sqrt", "log2", "step"], default="linear", help="tempbalance map (default linear)")
+    pl.add_argument("--lr-min-ratio", type=float, default=0.5, help="tempbalance linear/step: lowest lr / base lr (default 0.5)")
+    pl.add_argument("--lr-max-ratio", type=float, default=1.5, help="tempbalance linear/step: highest lr / base lr (default 1.5)")
+    pl.add_argument("--keep-first", action="store_true", help="tempbalance: leave the first layer at the base lr")
+    pl.add_argument("--keep-last", action="store_true", help="tempbalance: leave the last layer at the base lr")
+    pl.set_defaults(func=cmd_allocate)
     pz = sub.add_parser("zoo", help="list the models that work offline")
     pz.set_defaults(func=cmd_zoo)
     return p
