@@ -1,0 +1,139 @@
+"""Streamlit glue of the compare page: a source picker per side and the cached analysis of many reports.
+
+Reports come from :func:`farms_viz.appstate.analysis` (the app's one cached analysis, with its
+progress bar); this module keeps its own larger LRU of them too, so a series of checkpoints plus
+A and B never pushes each other out of the app's smaller store. Session keys: ``cmp_<side>_<field>``
+(side ``a`` / ``b``) for the pickers, ``cmp_view``, ``cmp_series_*`` for the series.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import streamlit as st
+
+from . import appstate as app
+from .config import Settings
+from .errors import FarmsError
+from .report import Report
+
+MAX_COMPARE_REPORTS = 16
+DEFAULTS = {"a": "minilm-init", "b": "minilm"}
+KINDS = ("zoo", "path", "upload")
+
+
+@st.cache_resource(show_spinner=False)
+def _store() -> OrderedDict:
+    return OrderedDict()
+
+
+def analysis(spec: app.SourceSpec, settings: Settings) -> Report:
+    """The report of ``spec`` under ``settings``: the app's cached analysis, kept in a larger LRU here."""
+    store = _store()
+    key = app.cache_key(spec, settings)
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    report = app.analysis(spec, settings)
+    store[key] = report
+    while len(store) > MAX_COMPARE_REPORTS:
+        store.popitem(last=False)
+    return report
+
+
+def _init(side: str, names: list[str]) -> None:
+    qp_value = st.query_params.get(side)
+    default = DEFAULTS[side] if DEFAULTS[side] in names else names[0]
+    kind, zoo, path = "zoo", default, ""
+    if qp_value:
+        spec = app.spec_from_param(qp_value)
+        if spec.kind == "zoo":
+            zoo = spec.value
+        elif spec.kind == "path":
+            kind, path = "path", spec.value
+    for field, v in (("kind", kind), ("zoo", zoo), ("path", path)):
+        st.session_state.setdefault(f"cmp_{side}_{field}", v)
+
+
+def source_picker(side: str) -> app.SourceSpec | None:
+    """Pick checkpoint ``side`` (``a`` or ``b``) from the zoo, a local path or an upload; None until given."""
+    entries = app.zoo_entries()
+    names = [n for n, _ in entries]
+    summaries = dict(entries)
+    _init(side, names)
+    letter = side.upper()
+    kind = app.persisted(st.radio, f"Checkpoint {letter} from", f"cmp_{side}_kind", options=list(KINDS),
+                         format_func=app.SOURCE_KINDS.get, horizontal=True)
+    if kind == "zoo":
+        name = app.persisted(st.selectbox, f"Model {letter}", f"cmp_{side}_zoo", options=names,
+                             format_func=lambda n: f"{n} — {summaries.get(n, '')}",
+                             help="Models that ship with farms-viz and work offline.")
+        return app.SourceSpec("zoo", name)
+    if kind == "path":
+        path = app.persisted(st.text_input, f"Path of {letter}", f"cmp_{side}_path",
+                             placeholder="model.safetensors  or  a Hugging Face folder  or  weights.pt",
+                             help="A .safetensors file, a Hugging Face model folder or a .pt/.bin state dict. "
+                                  "Press Enter to analyse.")
+        return app.SourceSpec("path", path.strip()) if path.strip() else None
+    limit = st.get_option("server.maxUploadSize")
+    up = st.file_uploader(f"Weights file {letter} (.safetensors, .pt, .bin; up to {limit} MB)",
+                          type=["safetensors", "pt", "pth", "bin"], key=f"w_cmp_{side}_upload")
+    if up is None:
+        return None
+    try:
+        return app.SourceSpec("upload", str(app.save_upload(up.name, up.getvalue())), label=up.name)
+    except FarmsError as e:
+        st.error(str(e))
+        return None
+
+
+def sync_url(a: app.SourceSpec | None, b: app.SourceSpec | None) -> None:
+    """Put A and B into the URL (``?a=...&b=...``) where they can be shared (not uploads)."""
+    qp = st.query_params
+    for side, spec in (("a", a), ("b", b)):
+        param = spec.to_param() if spec is not None else None
+        if param:
+            if qp.get(side) != param:
+                qp[side] = param
+        elif side in qp:
+            del qp[side]
+
+
+def analyse_pair(a: app.SourceSpec, b: app.SourceSpec, settings: Settings) -> tuple[Report | None, Report | None]:
+    """Both reports (cached); a side that fails shows its sentence with ``st.error`` and is None."""
+    out = []
+    for letter, spec in (("A", a), ("B", b)):
+        try:
+            out.append(analysis(spec, settings))
+        except FarmsError as e:
+            st.error(f"Checkpoint {letter} ({spec.title}): {e}")
+            out.append(None)
+    return out[0], out[1]
+
+
+def analyse_series(items: list[tuple[str, app.SourceSpec]], settings: Settings) -> list[tuple[str, Report]]:
+    """The reports of a series in order (cached), with an overall progress bar; failures are shown and skipped."""
+    store = _store()
+    todo = sum(app.cache_key(s, settings) not in store for _, s in items)
+    bar = st.progress(0.0, text=f"Analysing {len(items)} checkpoints …") if todo else None
+    out = []
+    try:
+        for i, (label, spec) in enumerate(items):
+            if bar is not None:
+                bar.progress(i / len(items), text=f"Checkpoint {i + 1} of {len(items)}: {label} ({spec.title})")
+            try:
+                out.append((label, analysis(spec, settings)))
+            except FarmsError as e:
+                st.error(f"{label} ({spec.title}): {e}")
+    finally:
+        if bar is not None:
+            bar.empty()
+    return out
+
+
+def settings_text(settings: Settings) -> str:
+    """The settings in words, e.g. ``fit xmin_peak · window 2000 · q 1 · ops 15 · cpu``."""
+    preset = st.session_state.get("s_preset", "llm")
+    fit = settings.fit + (f" (xmin_pos {settings.xmin_pos:g})" if settings.fit == "xmin_mid" else "")
+    return (f"preset {preset} · fit {fit} · window {settings.window} · q {settings.q:g} · ops {settings.ops} · "
+            f"{settings.device}" + (" · with embeddings" if settings.include_embeddings else ""))

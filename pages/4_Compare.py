@@ -1,0 +1,166 @@
+"""Compare checkpoints: two side by side (delta alpha, scatter, ESD overlay), or a whole training run."""
+
+import streamlit as st
+
+from farms_viz import appstate as app
+from farms_viz import appstate_compare as cmpst
+from farms_viz import figures_compare as fc
+from farms_viz.compare import (checkpoint_files, compare_summary, compare_tables, diagnosis_changes, series_long,
+                               series_mean, unmatched, zoo_series)
+from farms_viz.digits import accuracy
+from farms_viz.errors import FarmsError
+
+app.page_setup("Compare")
+settings = app.sidebar_settings()
+CFG = {"displaylogo": False}
+VIEWS = {"pair": "Two checkpoints", "series": "Series (a training run)"}
+
+st.title("Compare checkpoints")
+st.session_state.setdefault("cmp_view", "pair")
+view = app.persisted(st.radio, "View", "cmp_view", options=list(VIEWS), format_func=VIEWS.get, horizontal=True,
+                     label_visibility="collapsed")
+st.caption(f"Settings from the sidebar, the same for every checkpoint: {cmpst.settings_text(settings)}. "
+           "Changing them recomputes all of them.")
+
+
+def pair_view() -> None:
+    with st.container(border=True):
+        ca, cb = st.columns(2, gap="large")
+        with ca:
+            a = cmpst.source_picker("a")
+        with cb:
+            b = cmpst.source_picker("b")
+    cmpst.sync_url(a, b)
+    if a is None or b is None:
+        st.info("Give both checkpoints to compare (a path needs Enter, an upload a file).")
+        return
+    ra, rb = cmpst.analyse_pair(a, b, settings)
+    if ra is None or rb is None:
+        return
+    la, lb = a.title, b.title
+    cmp = compare_tables(ra, rb)
+    s = compare_summary(cmp)
+
+    st.subheader(f"A = {la}  →  B = {lb}")
+    m = st.columns(4)
+    m[0].metric("Layers matched", f"{s['matched']} of {s['layers']}",
+                help="Matched by name; 'shape differs' layers are matched but flagged.")
+    m[1].metric("Diagnosis changes (raw · FARMS)", f"{s['changed_raw']} · {s['changed_farms']}",
+                help="Layers whose label (over-, well-, under-trained) differs between A and B.")
+    m[2].metric("Mean Δα raw (B − A)", f"{s['mean_delta_raw']:+.2f}")
+    m[3].metric("Mean Δα FARMS (B − A)", f"{s['mean_delta_farms']:+.2f}")
+    if s["only_a"] or s["only_b"] or s["shape_differs"]:
+        st.warning(f"{s['only_a']} layer(s) only in A, {s['only_b']} only in B, {s['shape_differs']} with a "
+                   "different shape: see *Unmatched layers* below.")
+
+    event = st.plotly_chart(fc.delta_bars(cmp, la, lb, title=f"Change of α per layer: {lb} − {la}"),
+                            key="cmp_bars", on_select="rerun", selection_mode="points", theme=None, config=CFG)
+    st.caption("Negative Δα: the tail of B's spectrum is heavier (HT-SR reads this as more training). "
+               "Rows marked ◆ change diagnosis between A and B. Click a bar to show that layer's spectra below.")
+
+    c1, c2 = st.columns([1, 1], gap="large")
+    c1.plotly_chart(fc.alpha_scatter(cmp, la, lb), key="cmp_scatter", theme=None, config=CFG)
+    with c2:
+        st.markdown("**Diagnosis changes A → B**")
+        ch = diagnosis_changes(cmp)
+        if ch.empty:
+            st.caption("No layer changes diagnosis, raw or FARMS.")
+        else:
+            st.dataframe(ch.assign(**{w: [f"{a} → {b}".replace("-trained", "") if a != b else f"{a} (same)"
+                                          for a, b in zip(ch[f"label_{w}_a"], ch[f"label_{w}_b"])]
+                                      for w in ("raw", "farms")})[["layer", "raw", "farms"]],
+                         hide_index=True, key="cmp_changes", width="stretch",
+                         column_config={"raw": "raw A → B", "farms": "FARMS A → B"})
+
+    st.subheader("One layer: spectra of A and B")
+    layers = [n for n in cmp["layer"] if n in ra.spectra or n in rb.spectra]
+    if not layers:
+        st.info("No spectra to overlay: a side carries published metrics only.")
+    else:
+        clicked = app.selected_layer(event)
+        if clicked in layers and clicked != st.session_state.get("cmp_last_click"):
+            st.session_state["cmp_last_click"] = clicked
+            st.session_state["cmp_layer"] = clicked
+        if st.session_state.get("cmp_layer") not in layers:
+            changed = cmp.loc[cmp["changed_raw"] | cmp["changed_farms"], "layer"]
+            first = [n for n in changed if n in layers]
+            st.session_state["cmp_layer"] = first[0] if first else layers[0]
+        layer = app.persisted(st.selectbox, f"Layer ({len(layers)}; type to search)", "cmp_layer", options=layers)
+        spec_a, spec_b = ra.spectra.get(layer), rb.spectra.get(layer)
+        row = cmp.set_index("layer").loc[layer]
+        st.caption(f"**{layer}** · A {row['shape_a'] or '—'} · B {row['shape_b'] or '—'} · status: {row['status']}. "
+                   "A dashed / hollow, B solid / filled.")
+        st.plotly_chart(fc.esd_overlay(spec_a, spec_b, la, lb, title=f"{layer}: A = {la} vs B = {lb}"),
+                        key="cmp_overlay", theme=None, config=CFG)
+
+    st.subheader("Unmatched layers")
+    um = unmatched(cmp)
+    if um.empty:
+        st.success(f"All {len(cmp)} layers match by name and shape, with no layer status on either side.")
+    else:
+        st.dataframe(um[["layer", "status", "shape_a", "shape_b", "alpha_farms_a", "alpha_farms_b"]],
+                     hide_index=True, key="cmp_unmatched", width="stretch")
+    with st.expander("The whole comparison table"):
+        st.dataframe(cmp, hide_index=True, key="cmp_table", width="stretch")
+    st.download_button("Download comparison CSV", cmp.to_csv(index=False).encode(), key="cmp_csv",
+                       file_name=f"{ra.name}-vs-{rb.name}-farms-compare.csv".replace("/", "_"), mime="text/csv")
+
+
+def series_view() -> None:
+    st.session_state.setdefault("cmp_series_kind", "zoo")
+    st.session_state.setdefault("cmp_series_arch", "mlp")
+    st.session_state.setdefault("cmp_series_folder", "")
+    with st.container(border=True):
+        c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
+        with c1:
+            kind = app.persisted(st.radio, "Checkpoints from", "cmp_series_kind", options=["zoo", "folder"],
+                                 format_func={"zoo": "Zoo: digits training run",
+                                              "folder": "Folder of checkpoints"}.get)
+        with c2:
+            if kind == "zoo":
+                arch = app.persisted(st.selectbox, "Digits model", "cmp_series_arch", options=["mlp", "cnn"],
+                                     format_func={"mlp": "digits-mlp (3 Linear layers) at epochs 0, 1, 3, 10, 30",
+                                                  "cnn": "digits-cnn (2 Conv2d + 2 Linear) at epochs 0, 1, 3, 10, 30"}.get)
+                items = [(label, app.SourceSpec("zoo", name)) for label, name in zoo_series(arch)]
+            else:
+                folder = app.persisted(st.text_input, "Folder", "cmp_series_folder",
+                                       placeholder="/runs/my-run  (checkpoint-500/, step_1000.safetensors, …)",
+                                       help="One checkpoint per file or subfolder; sorted by the step number in "
+                                            "the name. Press Enter to analyse.")
+                if not folder.strip():
+                    st.info("Give a folder of checkpoints.")
+                    return
+                try:
+                    items = [(label, app.SourceSpec("path", str(p))) for label, p in checkpoint_files(folder.strip())]
+                except FarmsError as e:
+                    st.error(str(e))
+                    return
+    reports = cmpst.analyse_series(items, settings)
+    if not reports:
+        return
+    long = series_long(reports)
+    mean = series_mean(long)
+    title = "digits-" + arch if kind == "zoo" else folder.strip()
+    st.subheader(f"{title}: {len(reports)} checkpoints, {long['layer'].nunique()} layers")
+    if kind == "zoo":
+        acc = (accuracy() or {}).get("test_accuracy", {}).get(arch, {})
+        if acc:
+            st.caption("Test accuracy: " + ", ".join(f"epoch {e} **{v:.3f}**" for e, v in acc.items()))
+    st.plotly_chart(fc.series_mean_figure(mean, title=f"Mean α over layers across training — {title}"),
+                    key="series_mean", theme=None, config=CFG)
+    st.plotly_chart(fc.series_lines(long, title=f"α per layer across training — {title}"), key="series_lines",
+                    theme=None, config=CFG)
+    st.plotly_chart(fc.series_heatmap(long), key="series_heatmap", theme=None, config=CFG)
+    with st.expander("Mean α per checkpoint (table)", expanded=True):
+        st.dataframe(mean.drop(columns="step_index"), hide_index=True, key="series_table",
+                     column_config={c: st.column_config.NumberColumn(c, format="%.2f")
+                                    for c in ("mean_raw", "std_raw", "mean_farms", "std_farms")})
+    st.download_button("Download series CSV (long: a row per layer and checkpoint)",
+                       long.to_csv(index=False).encode(), key="series_csv",
+                       file_name=f"{title.replace('/', '_')}-farms-series.csv", mime="text/csv")
+
+
+if view == "pair":
+    pair_view()
+else:
+    series_view()
