@@ -131,7 +131,8 @@ def analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None =
         row.update(rows=mats.rows, cols=mats.cols, n_slices=mats.n_slices,
                    aspect_ratio=max(mats.rows, mats.cols) / min(mats.rows, mats.cols))
         e_raw = esd(mats.slices, settings.device)
-        e_farms, grid = farms_esd(mats.slices, settings.window, settings.q, settings.ops, settings.device)
+        e_farms, grid = farms_esd(mats.slices, settings.window, settings.q, settings.ops, settings.device,
+                                  raw=e_raw)
     except FarmsError as e:
         row["status"] = str(e)
         return row, None

@@ -137,18 +137,20 @@ def farms_windows(slices: torch.Tensor, grid: WindowGrid, row_starts=None) -> to
 
 
 def farms_esd(slices: torch.Tensor, window: int, q: float, ops: int, device: str = "cpu",
-              chunk_bytes: int = 256 * 2**20) -> tuple[np.ndarray, WindowGrid]:
+              chunk_bytes: int = 256 * 2**20, raw: np.ndarray | None = None) -> tuple[np.ndarray, WindowGrid]:
     """FARMS pooled ESD: the window grid applied to every slice, all windows' eigenvalues pooled.
 
     For conv layers (k > 1 kernel-position slices) every slice gets the same grid and
     all k * n_windows windows are pooled (farms-viz's rule; the release instead takes
     one window per slice, see README). Windows are stacked in chunks of whole grid
-    rows so memory stays bounded (about ``chunk_bytes`` per chunk).
+    rows so memory stays bounded (about ``chunk_bytes`` per chunk). When one window covers
+    the whole matrix (square layers at the LLM window), the FARMS ESD is the raw ESD:
+    pass it as ``raw`` and it is returned instead of being computed again.
     """
     mats = slices.to(_device(device), dtype=torch.float32)
     grid = window_grid(mats.shape[1], mats.shape[2], window, q, ops)
     if grid.n_windows == 1 and grid.h == grid.rows and grid.w == grid.cols:
-        return batched_esd(mats), grid
+        return (raw if raw is not None else batched_esd(mats)), grid
     n_c = len(grid.col_starts)
     if grid.h == grid.w and n_c > 1 and grid.cols ** 2 < n_c * grid.w ** 2 and grid.cols ** 2 * 8 <= chunk_bytes:
         return _band_gram_esd(mats, grid), grid
