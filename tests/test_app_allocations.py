@@ -2,44 +2,27 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from appkit import charts, metrics, ok, small_app
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 PAGE = "pages/3_Allocations.py"
 
 
 def _page() -> AppTest:
     """The Allocations page with small FARMS settings (3 x 3 windows)."""
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["s_ops"] = 3
+    at = small_app()
     at.switch_page(PAGE)
-    return _ok(at.run())
-
-
-def _ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def _metrics(at) -> dict:
-    return {m.label: m.value for m in at.metric}
-
-
-def _charts(at) -> int:
-    return len(at.get("plotly_chart"))
+    return ok(at.run())
 
 
 def test_minilm_alphapruning_renders_with_exact_mean_and_downloads():
     at = _page()
     assert "minilm" in at.title[0].value
-    m = _metrics(at)
+    m = metrics(at)
     assert m["Target sparsity"] == "0.70"
     assert m["Weighted mean, raw α"] == "0.7000" and m["Weighted mean, FARMS α"] == "0.7000"
-    assert _charts(at) == 4  # per layer, per block, attention vs MLP, heatmap
+    assert charts(at) == 4  # per layer, per block, attention vs MLP, heatmap
     assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 15
     assert len(at.get("download_button")) == 2
     assert not at.error and not at.warning
@@ -49,29 +32,29 @@ def test_minilm_alphapruning_renders_with_exact_mean_and_downloads():
 def test_minilm_pooler_included_is_capped_and_reported():
     at = _page()
     at.toggle(key="w_al_blocks_only").set_value(False)
-    _ok(at.run())
+    ok(at.run())
     assert len(at.warning) == 1 and "pooler.dense" in at.warning[0].value
-    assert _metrics(at)["Weighted mean, FARMS α"] == "0.7000"
+    assert metrics(at)["Weighted mean, FARMS α"] == "0.7000"
 
 
 def test_llama_example_button_switches_source_and_shows_caps():
     at = _page()
     at.button(key="al_llama").click()
-    _ok(at.run())
+    ok(at.run())
     assert "llama-7b-published" in at.title[0].value
     assert at.session_state["source"].value == "llama-7b-published"
-    assert _metrics(at)["Weighted mean, FARMS α"] == "0.7000"
-    assert _charts(at) == 4
+    assert metrics(at)["Weighted mean, FARMS α"] == "0.7000"
+    assert charts(at) == 4
     assert not at.warning
     at.slider(key="w_al_sparsity").set_value(0.8)
-    _ok(at.run())
+    ok(at.run())
     assert len(at.warning) == 1 and "capped at 1" in at.warning[0].value and "raw and FARMS" in at.warning[0].value
-    assert _metrics(at)["Weighted mean, raw α"] == "0.8000"
+    assert metrics(at)["Weighted mean, raw α"] == "0.8000"
     at.toggle(key="w_al_block_wise").set_value(True)
-    _ok(at.run())
-    assert _charts(at) == 2 and any("Block-wise" in c.value for c in at.caption)
+    ok(at.run())
+    assert charts(at) == 2 and any("Block-wise" in c.value for c in at.caption)
     at.button(key="al_back").click()
-    _ok(at.run())
+    ok(at.run())
     assert "minilm" in at.title[0].value
 
 
@@ -79,11 +62,11 @@ def test_llama_example_button_switches_source_and_shows_caps():
 def test_tempbalance_maps_render(amap):
     at = _page()
     at.radio(key="w_al_scheme").set_value("tempbalance")
-    _ok(at.run())
+    ok(at.run())
     at.selectbox(key="w_al_map").set_value(amap)
     at.checkbox(key="w_al_keep_first").check()
-    _ok(at.run())
-    m = _metrics(at)
+    ok(at.run())
+    m = metrics(at)
     assert m["Base lr"] == "0.001" and "–" in m["lr range, FARMS α"]
-    assert _charts(at) == 4 and not at.error
+    assert charts(at) == 4 and not at.error
     assert f"--map {amap}" in " ".join(c.value for c in at.caption)

@@ -6,30 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from appkit import ROOT, charts, metrics, ok, small_app
 
-from streamlit.testing.v1 import AppTest
-
-ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "4_Compare.py")
-TIMEOUT = 120
-
-
-def _page(**settings) -> AppTest:
-    """The compare page alone, with small FARMS settings (3 x 3 windows)."""
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    at.session_state["s_ops"] = settings.pop("ops", 3)
-    for k, v in settings.items():
-        at.session_state[k] = v
-    return at
-
-
-def _ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def _metrics(at) -> dict:
-    return {m.label: m.value for m in at.metric}
 
 
 def _frame(at, *columns):
@@ -40,18 +19,14 @@ def _frame(at, *columns):
     raise AssertionError(f"no dataframe with columns {columns}")
 
 
-def _charts(at) -> int:
-    return len(at.get("plotly_chart"))
-
-
 def test_default_compares_minilm_init_with_minilm():
-    at = _ok(_page().run())
+    at = ok(small_app(PAGE).run())
     assert not at.error
-    m = _metrics(at)
+    m = metrics(at)
     assert m["Layers matched"] == "37 of 37"
     # training makes the spectra heavy-tailed: alpha falls in both raw and FARMS
     assert float(m["Mean Δα raw (B − A)"]) < -1 and float(m["Mean Δα FARMS (B − A)"]) < -1
-    assert _charts(at) == 3  # delta bars, scatter, 2 x 2 ESD overlay
+    assert charts(at) == 3  # delta bars, scatter, 2 x 2 ESD overlay
     assert any("All 37 layers match" in s.value for s in at.success)
     qp = dict(at.query_params)
     assert "minilm-init" in str(qp["a"]) and str(qp["b"]).strip("[]'") == "minilm"
@@ -59,25 +34,25 @@ def test_default_compares_minilm_init_with_minilm():
 
 
 def test_digits_mlp_1_vs_30_and_layer_choice():
-    at = _ok(_page(cmp_a_zoo="digits-mlp@1", cmp_b_zoo="digits-mlp@30").run())
-    m = _metrics(at)
+    at = ok(small_app(PAGE, cmp_a_zoo="digits-mlp@1", cmp_b_zoo="digits-mlp@30").run())
+    m = metrics(at)
     assert m["Layers matched"] == "3 of 3"
     assert float(m["Mean Δα FARMS (B − A)"]) < 0
     box = at.selectbox(key="w_cmp_layer")
     assert box.options == ["fc1", "fc2", "fc3"]
     box.set_value("fc3").run()
-    _ok(at)
+    ok(at)
     assert any("**fc3**" in c.value for c in at.caption)
-    assert _charts(at) == 3
+    assert charts(at) == 3
 
 
 def test_changing_settings_recomputes_both_sides():
-    at = _ok(_page(cmp_a_zoo="digits-cnn@1", cmp_b_zoo="digits-cnn@30").run())
-    before = _metrics(at)["Mean Δα FARMS (B − A)"]
+    at = ok(small_app(PAGE, cmp_a_zoo="digits-cnn@1", cmp_b_zoo="digits-cnn@30").run())
+    before = metrics(at)["Mean Δα FARMS (B − A)"]
     at.sidebar.number_input(key="w_s_ops").set_value(2).run()
-    _ok(at)
+    ok(at)
     assert any("ops 2" in c.value for c in at.caption)
-    assert _metrics(at)["Mean Δα FARMS (B − A)"] != before
+    assert metrics(at)["Mean Δα FARMS (B − A)"] != before
 
 
 def _save(path: Path, tensors: dict) -> Path:
@@ -95,27 +70,27 @@ def test_paths_with_renamed_and_reshaped_layers_list_unmatched(tmp_path):
     b = _save(tmp_path / "b.safetensors", {"fc1.weight": torch.randn(64, 32, generator=g),
                                              "fc2.weight": torch.randn(32, 48, generator=g),
                                              "new.weight": torch.randn(24, 16, generator=g)})
-    at = _ok(_page(cmp_a_kind="path", cmp_a_path=str(a), cmp_b_kind="path", cmp_b_path=str(b)).run())
-    assert _metrics(at)["Layers matched"] == "2 of 4"
+    at = ok(small_app(PAGE, cmp_a_kind="path", cmp_a_path=str(a), cmp_b_kind="path", cmp_b_path=str(b)).run())
+    assert metrics(at)["Layers matched"] == "2 of 4"
     assert at.warning and "1 layer(s) only in A, 1 only in B, 1 with a different shape" in at.warning[0].value
     um = _frame(at, "status", "shape_a").set_index("layer")["status"].to_dict()
     assert um == {"fc2": "shape differs", "old": "only in A", "new": "only in B"}
     at.text_input(key="w_cmp_b_path").input(str(tmp_path / "missing.safetensors")).run()
-    _ok(at)
+    ok(at)
     assert at.error and "does not exist" in at.error[0].value and "Checkpoint B" in at.error[0].value
 
 
 def test_series_digits_mlp_then_cnn():
-    at = _ok(_page(cmp_view="series").run())
+    at = ok(small_app(PAGE, cmp_view="series").run())
     assert any("digits-mlp: 5 checkpoints, 3 layers" in h.value for h in at.subheader)
-    assert _charts(at) == 3  # mean, lines per layer, heatmap
+    assert charts(at) == 3  # mean, lines per layer, heatmap
     mean = _frame(at, "mean_raw", "n_layers")
     assert mean["step"].tolist() == ["epoch 0", "epoch 1", "epoch 3", "epoch 10", "epoch 30"]
     assert mean["n_layers"].tolist() == [3] * 5
     # trained for 30 epochs, the mean FARMS alpha is below its value at initialisation
     assert mean["mean_farms"].iloc[-1] < mean["mean_farms"].iloc[0]
     at.selectbox(key="w_cmp_series_arch").set_value("cnn").run()
-    _ok(at)
+    ok(at)
     assert any("digits-cnn: 5 checkpoints, 4 layers" in h.value for h in at.subheader)
 
 
@@ -123,10 +98,10 @@ def test_series_from_a_folder_sorted_by_step(tmp_path):
     g = torch.Generator().manual_seed(2)
     for step in (10, 2, 1):
         _save(tmp_path / f"step_{step}.safetensors", {"fc.weight": torch.randn(48, 24, generator=g) * step})
-    at = _ok(_page(cmp_view="series", cmp_series_kind="folder", cmp_series_folder=str(tmp_path)).run())
+    at = ok(small_app(PAGE, cmp_view="series", cmp_series_kind="folder", cmp_series_folder=str(tmp_path)).run())
     mean = _frame(at, "mean_raw", "n_layers")
     assert mean["step"].tolist() == ["step 1", "step 2", "step 10"]
-    assert _charts(at) == 3
+    assert charts(at) == 3
     at.text_input(key="w_cmp_series_folder").input(str(tmp_path / "nope")).run()
-    _ok(at)
+    ok(at)
     assert at.error and "not a folder" in at.error[0].value

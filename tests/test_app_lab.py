@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from appkit import ROOT, metrics, ok
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[1]
 LAB = str(ROOT / "pages" / "5_Lab.py")
 
 
@@ -18,26 +16,17 @@ def _lab(**query) -> AppTest:
     return at
 
 
-def _ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def _metrics(at) -> dict:
-    return {m.label: m.value for m in at.metric}
-
-
 def _qp(at) -> dict:
     return {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
 
 
 def _click(at, preset: str) -> AppTest:
-    return _ok(at.button(key=f"preset_{preset}").click().run())
+    return ok(at.button(key=f"preset_{preset}").click().run())
 
 
 def test_default_view_is_a_square_gaussian_with_equal_alphas():
-    at = _ok(_lab().run())
-    m = _metrics(at)
+    at = ok(_lab().run())
+    m = metrics(at)
     assert m["Matrix"] == "1000 × 1000"
     assert abs(float(m["α raw"]) - float(m["α FARMS"])) < 0.05  # square: no bias to remove
     assert len(at.get("plotly_chart")) == 5
@@ -46,34 +35,34 @@ def test_default_view_is_a_square_gaussian_with_equal_alphas():
 
 
 def test_pure_noise_tall_preset_shows_the_bias():
-    at = _click(_ok(_lab().run()), "Pure noise, tall matrix")
-    m = _metrics(at)
+    at = _click(ok(_lab().run()), "Pure noise, tall matrix")
+    m = metrics(at)
     assert m["Matrix"] == "2000 × 250"
     assert float(m["α raw"]) > float(m["α FARMS"]) + 1.5
     assert _qp(at) == {"rows": "2000", "cols": "250"}
 
 
 def test_heavy_tailed_preset_and_link_round_trip():
-    at = _click(_ok(_lab().run()), "Heavy-tailed")
+    at = _click(ok(_lab().run()), "Heavy-tailed")
     qp = _qp(at)
     assert qp == {"cols": "500", "dist": "pareto", "log": "1"}
-    assert 1.55 < float(_metrics(at)["α raw"]) < 1.95  # theory 1 + 1.5/2 = 1.75
+    assert 1.55 < float(metrics(at)["α raw"]) < 1.95  # theory 1 + 1.5/2 = 1.75
     assert any("infinite variance" in i.value for i in at.info)
     # a student opening the shared link sees the same matrix
-    at2 = _ok(_lab(**qp).run())
-    assert _metrics(at2) == _metrics(at)
+    at2 = ok(_lab(**qp).run())
+    assert metrics(at2) == metrics(at)
     assert at2.selectbox(key="w_lab_dist").value == "pareto"
 
 
 def test_planted_signal_preset_shows_rank_spikes():
-    at = _click(_ok(_lab().run()), "Planted signal")
+    at = _click(ok(_lab().run()), "Planted signal")
     df = at.dataframe[0].value
     assert df.loc["raw", "spikes above λ+"] == "3"
     assert _qp(at)["dist"] == "planted"
 
 
 def test_bias_sweep_preset_runs_the_sweep():
-    at = _click(_ok(_lab().run()), "Bias sweep")
+    at = _click(ok(_lab().run()), "Bias sweep")
     assert _qp(at) == {"view": "sweep"}
     chart = at.get("plotly_chart")
     assert len(chart) == 1
@@ -85,7 +74,7 @@ def test_bias_sweep_preset_runs_the_sweep():
 
 
 def test_bad_url_values_fall_back_and_bad_sizes_are_errors():
-    at = _ok(_lab(dist="cauchy", rows="abc").run())
-    assert _metrics(at)["Matrix"] == "1000 × 1000"
-    at = _ok(_lab(view="sweep", size="512").run())  # 512 * 16 > 4096
+    at = ok(_lab(dist="cauchy", rows="abc").run())
+    assert metrics(at)["Matrix"] == "1000 × 1000"
+    at = ok(_lab(view="sweep", size="512").run())  # 512 * 16 > 4096
     assert any("over the lab's 4096" in e.value for e in at.error)

@@ -6,27 +6,12 @@ import statistics
 import time
 
 import pytest
+from browserkit import LOAD_TIMEOUT_MS, VIEWPORT, idle, no_exceptions, shots
 
 pytestmark = pytest.mark.browser
 
 #: small FARMS settings (3 x 3 windows) keep the first analysis short; still the default model
 QUERY = "?ops=3"
-LOAD_TIMEOUT_MS = 240_000
-SIZES = {"wide": (1600, 1000), "laptop": (1280, 800)}
-
-
-def _idle(page, timeout=60_000):
-    """Wait until Streamlit has finished the script run (no running status, no stale elements)."""
-    page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"]')
-               && document.querySelectorAll('[data-stale="true"]').length === 0""",
-        timeout=timeout,
-    )
-
-
-def _no_exceptions(page):
-    assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
-        '[data-testid="stException"]').first.inner_text()
 
 
 def _nav(page, label: str):
@@ -39,42 +24,33 @@ def _layer_box(page):
 
 @pytest.fixture(scope="module")
 def app_page(browser, streamlit_server):
-    ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
+    ctx = browser.new_context(viewport=VIEWPORT)
     page = ctx.new_page()
     page.goto(streamlit_server + "/" + QUERY)
     page.get_by_text("Layers analysed").wait_for(timeout=LOAD_TIMEOUT_MS)
-    _idle(page)
+    idle(page)
     yield page
     ctx.close()
 
 
-def _shots(page, name: str, artifacts):
-    for size, (w, h) in SIZES.items():
-        page.set_viewport_size({"width": w, "height": h})
-        page.wait_for_timeout(600)
-        _idle(page)
-        page.screenshot(path=str(artifacts / f"{name}-{size}.png"), full_page=True)
-    page.set_viewport_size({"width": 1600, "height": 1000})
-
-
 def test_home_shows_summary_for_default_model(app_page, artifacts):
     page = app_page
-    _no_exceptions(page)
+    no_exceptions(page)
     assert page.get_by_text("Diagnosis flips").count() == 1
     assert "minilm" in page.locator("h3").all_inner_texts()[0] or page.get_by_text("minilm").count()
     assert page.locator('[data-testid="stMetric"]').count() == 4
-    _shots(page, "home", artifacts)
+    shots(page, "home", artifacts)
 
 
 def test_overview_renders_charts(app_page, artifacts):
     page = app_page
     _nav(page, "Model overview")
     page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)
-    _idle(page)
-    _no_exceptions(page)
+    idle(page)
+    no_exceptions(page)
     assert page.locator(".js-plotly-plot").count() >= 2
     assert page.get_by_text("Diagnosis raw vs FARMS").count() == 1
-    _shots(page, "overview", artifacts)
+    shots(page, "overview", artifacts)
 
 
 def test_layer_browser_next_is_fast(app_page, artifacts):
@@ -82,8 +58,8 @@ def test_layer_browser_next_is_fast(app_page, artifacts):
     _nav(page, "Layer browser")
     _layer_box(page).wait_for(timeout=60_000)
     page.locator(".js-plotly-plot").nth(4).wait_for(timeout=60_000)
-    _idle(page)
-    _no_exceptions(page)
+    idle(page)
+    no_exceptions(page)
     assert page.locator(".js-plotly-plot").count() == 5
     times = []
     for _ in range(5):
@@ -100,11 +76,11 @@ def test_layer_browser_next_is_fast(app_page, artifacts):
                      && document.querySelectorAll('.js-plotly-plot').length === 5;
                }""", arg=before, timeout=30_000)
         times.append(time.perf_counter() - t0)
-    _no_exceptions(page)
+    no_exceptions(page)
     median = statistics.median(times)
     (artifacts / "layer-switch-seconds.txt").write_text(
         "\n".join(f"{t:.3f}" for t in times) + f"\nmedian {median:.3f}\n")
     assert "layer=" in page.url
-    _shots(page, "layer-browser", artifacts)
+    shots(page, "layer-browser", artifacts)
     # end to end in headless software-rendered Chromium: server rerun of the fragment + 5 Plotly redraws
     assert median < 1.5, f"layer switch took {median:.2f} s (median of {times})"
