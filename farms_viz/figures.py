@@ -144,10 +144,21 @@ def alpha_vs_aspect(table: pd.DataFrame, title: str = "α vs aspect ratio: the b
     ar = t["aspect_ratio"].astype(float).to_numpy()
     traces = []
     symbols = {"raw": "circle", "farms": "diamond"}
+    # raw a little left, FARMS a little right of each aspect ratio, joined per layer, so the
+    # pairs do not hide each other and each layer's shift is visible
+    offset = {"raw": 0.965, "farms": 1.035}
+    if len(t):
+        xs_pair, ys_pair = [], []
+        for x, a0, a1 in zip(ar, t["alpha_raw"].astype(float), t["alpha_farms"].astype(float)):
+            if np.isfinite([x, a0, a1]).all() and a0 != a1:
+                xs_pair += [x * offset["raw"], x * offset["farms"], None]
+                ys_pair += [a0, a1, None]
+        traces.append(go.Scatter(x=xs_pair, y=ys_pair, mode="lines", hoverinfo="skip", showlegend=False,
+                                 line=dict(color="rgba(82,96,109,0.35)", width=1)))
     for which, col in (("raw", "alpha_raw"), ("farms", "alpha_farms")):
         a = t[col].astype(float).to_numpy()
         traces.append(go.Scatter(
-            x=ar, y=a, mode="markers", name=f"α {NAMES[which]}", customdata=cd, hovertemplate=_HOVER,
+            x=ar * offset[which], y=a, mode="markers", name=f"α {NAMES[which]}", customdata=cd, hovertemplate=_HOVER,
             marker=dict(color=COLORS[which], symbol=symbols[which], size=9, opacity=0.8,
                         line=dict(width=1, color="white")),
         ))

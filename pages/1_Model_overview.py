@@ -40,7 +40,9 @@ if clicked and not report.metrics_only and clicked in report.spectra:
 
 st.plotly_chart(figures.alpha_vs_aspect(table), key="ov_scatter", theme=None, config={"displaylogo": False})
 st.caption("Raw α drifts with the aspect ratio of the matrix; FARMS measures every layer at one fixed "
-           "aspect ratio, so its trend line should be flat.")
+           "aspect ratio, so its trend line should be flat. Raw points sit just left of each aspect ratio, "
+           "FARMS points just right, and a grey line joins the two values of a layer. Where one FARMS window "
+           "covers a whole matrix (square layers smaller than the window), raw and FARMS are the same number.")
 
 st.subheader("Diagnosis raw vs FARMS")
 diag = diagnosis_table(table)
