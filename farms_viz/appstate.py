@@ -137,7 +137,9 @@ def analysis(spec: SourceSpec, settings: Settings) -> Report:
             bar.progress(1.0, text="Done.")
 
     try:
-        report = analyze(_target(spec), settings=settings, progress=progress)
+        address = str(st.session_state.get("s_ray_address") or "").strip()
+        report = analyze(_target(spec), settings=settings, progress=progress,
+                         **({"executor": "ray", "address": address} if address else {}))
     finally:
         bar.empty()
     store[key] = report
@@ -246,6 +248,11 @@ def sidebar_settings() -> Settings:
                    help="Where the eigenvalues are computed (cuda is listed only when a GPU is visible).")
         persisted(st.checkbox, "Include embeddings", "s_include_embeddings",
                    help="Also analyse token/position embedding matrices (skipped by default, as in the paper).")
+        st.session_state.setdefault("s_ray_address", "")
+        persisted(st.text_input, "Ray address", "s_ray_address", placeholder="empty: analyse here",
+                  help="For big models: a running Ray cluster (e.g. 10.0.0.5:6379); each layer becomes a Ray "
+                       "task that reads its tensor where it runs (needs pip install 'farms-viz[ray]'). "
+                       "Empty: analyse in this process. Same numbers either way.")
     try:
         return Settings.preset(st.session_state["s_preset"],
                                **{f: st.session_state["s_" + f] for f in SETTING_FIELDS})

@@ -72,7 +72,10 @@ def cmd_analyze(a) -> int:
 
     if not (a.out.endswith(".csv") or a.out.endswith(".json")):
         raise FarmsError(f"--out must end in .csv or .json (got {a.out}).")
-    report = analyze(a.source, progress=None if a.quiet else _Bar(), cache=not a.no_cache, **_settings_kwargs(a))
+    if a.address and a.executor != "ray":
+        raise FarmsError("--address is the Ray cluster to use; give it with --executor ray.")
+    report = analyze(a.source, progress=None if a.quiet else _Bar(), cache=not a.no_cache,
+                     executor=a.executor, address=a.address, **_settings_kwargs(a))
     report.save(a.out)
     print(_summary(report))
     print(f"wrote {a.out}")
@@ -160,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--no-cache", action="store_true",
                     help="recompute every layer instead of reusing the disk cache ($FARMS_VIZ_CACHE or ~/.cache/farms-viz)")
     _add_analysis_options(pa)
+    pa.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help="local: in this process (default); ray: a Ray task per layer (pip install 'farms-viz[ray]')")
+    pa.add_argument("--address", metavar="ADDR",
+                    help="with --executor ray: a running Ray cluster (e.g. 10.0.0.5:6379 or ray://host:10001); "
+                         "default: start a local Ray")
     pa.set_defaults(func=cmd_analyze)
     pc = sub.add_parser("compare", help="analyse two checkpoints with the same options and match their layers")
     pc.add_argument("a", metavar="A", help="the first checkpoint (zoo name, file, folder or hub id), e.g. before")

@@ -95,7 +95,7 @@ def _empty_row(ref: TensorRef) -> dict:
 
 def check_tensor(t: torch.Tensor) -> str | None:
     """Why a tensor cannot be analysed honestly, or None."""
-    if not t.is_floating_point():
+    if not t.is_floating_point() or t.dtype.itemsize < 2:  # integers, float8 formats
         return f"{str(t.dtype).replace('torch.', '')} tensor (integer or quantised weights are not analysed)"
     if t.numel() == 0:
         return "empty tensor"
@@ -203,12 +203,15 @@ def select_refs(src: Source, settings: Settings, layers: str | None) -> list[Ten
 def analyze(source, *, settings: Settings | None = None, preset: str | None = None, fit: str | None = None,
             xmin_pos: float | None = None, window: int | None = None, q: float | None = None,
             ops: int | None = None, device: str | None = None, include_embeddings: bool | None = None,
-            layers: str | None = None, progress: Progress | None = None, cache: bool = True) -> Report:
+            layers: str | None = None, progress: Progress | None = None, cache: bool = True,
+            executor: str = "local", address: str | None = None) -> Report:
     """Raw and FARMS analysis of every matrix layer of ``source``.
 
     ``settings`` or a ``preset`` (``llm`` default, ``cnn``) plus explicit options, which win.
     ``progress(done, total, layer)`` is called before each layer and once at the end.
     ``cache=False`` skips the per-layer disk cache (``$FARMS_VIZ_CACHE``, see cache.py).
+    ``executor="ray"`` runs a task per layer on the Ray cluster at ``address`` (or a local
+    Ray), with the same table (see distributed.py).
     """
     overrides = dict(fit=fit, xmin_pos=xmin_pos, window=window, q=q, ops=ops, device=device,
                      include_embeddings=include_embeddings)
@@ -226,6 +229,12 @@ def analyze(source, *, settings: Settings | None = None, preset: str | None = No
     if not refs:
         raise FarmsError(f"{src.name} has no weight matrices to analyse"
                          + (f" matching {layers!r}." if layers else "."))
+    if executor != "local":
+        from .distributed import analyze_refs
+
+        rows, spectra = analyze_refs(refs, settings, executor=executor, address=address, cache=cache,
+                                     progress=progress)
+        return Report(src.name, settings, pd.DataFrame(rows, columns=COLUMNS), spectra)
     rows, spectra = [], {}
     layer_cache = LayerCache() if cache else None
     with torch.inference_mode():

@@ -46,6 +46,8 @@ class TensorRef:
     dtype: str
     kind: str | None
     load: Callable[[], torch.Tensor] = field(repr=False)
+    #: (file path, tensor name) when the tensor can be re-opened from a file elsewhere (Ray workers)
+    origin: tuple[str, str] | None = None
 
 
 class Source:
@@ -416,7 +418,8 @@ class FileSource(Source):
             if not _is_weight(k, shape, dtype):
                 continue
             yield TensorRef(_layer_name(k), shape, dtype, self._kind_of(k, shape),
-                            (lambda shard=shard, k=k: shard.load(k)))
+                            (lambda shard=shard, k=k: shard.load(k)),
+                            origin=(str(shard.path.absolute()), k) if getattr(shard, "_held", None) is None else None)
 
     def content_id(self) -> str:
         h = hashlib.sha256()
