@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+# The tests never reach the network: hub ids must fail from the local cache, not by a lookup.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("FARMS_VIZ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
