@@ -114,19 +114,22 @@ def _search(nz: np.ndarray, n_cand: int, max_elems: int = 1 << 22) -> tuple[int,
         ub = np.maximum(f[:, 1:] - e[:, :-1], e[:, 1:] - f[:, :-1])
         return lo, ub
 
-    # stage 1: lower/upper bounds from G equally spaced positions over each tail
-    G = 256
-    lo1 = np.empty(ok.size)
-    hi1 = np.empty(ok.size)
-    per = max(1, max_elems // (G + 1))
-    k = np.arange(G + 1)[None, :]
-    for s in range(0, ok.size, per):
-        ii = ok[s : s + per][:, None]
-        jj = ii + (k * (N - 1 - ii)) // G
-        lo, ub = bounds(ii, jj)
-        lo1[s : s + per] = lo
-        hi1[s : s + per] = np.maximum(lo, np.nan_to_num(ub, nan=1.0).max(axis=1))
-    keep = ok[lo1 <= np.nanmin(hi1)]
+    # stage 1: lower/upper bounds from G equally spaced positions over each tail, coarse
+    # then finer, each level pruning by the best upper bound known so far
+    keep, best_hi = ok, np.inf
+    for G in (32, 256, 2048):
+        lo1 = np.empty(keep.size)
+        hi1 = np.empty(keep.size)
+        per = max(1, max_elems // (G + 1))
+        k = np.arange(G + 1)[None, :]
+        for s in range(0, keep.size, per):
+            ii = keep[s : s + per][:, None]
+            jj = ii + (k * (N - 1 - ii)) // G
+            lo, ub = bounds(ii, jj)
+            lo1[s : s + per] = lo
+            hi1[s : s + per] = np.maximum(lo, np.nan_to_num(ub, nan=1.0).max(axis=1))
+        best_hi = min(best_hi, float(np.nanmin(hi1)))
+        keep = keep[lo1 <= best_hi]
 
     # stage 2: exact D for the survivors on blocks of B positions, refining where needed
     B = int(min(1024, max(8, np.sqrt(N))))
