@@ -329,11 +329,21 @@ def tail_ccdf(eigs, fit, which: str = "raw", title: str | None = None) -> go.Fig
     ))
 
 
+def _pool_to(a: np.ndarray, side: int) -> np.ndarray:
+    """Block-average a 2-D array down to at most ``side`` per dimension."""
+    fh, fw = -(-a.shape[0] // side), -(-a.shape[1] // side)
+    if fh == 1 and fw == 1:
+        return a
+    h, w = a.shape[0] // fh * fh, a.shape[1] // fw * fw
+    return a[:h, :w].reshape(h // fh, fh, w // fw, fw).mean(axis=(1, 3))
+
+
 def window_grid(thumb: np.ndarray | None, grid, title: str | None = None, max_rects: int = 600) -> go.Figure:
     """The |W| heatmap (block means) with the FARMS windows drawn as rectangles, in matrix coordinates."""
     rows, cols = grid.rows, grid.cols
     traces = []
     if thumb is not None and thumb.size:
+        thumb = _pool_to(np.asarray(thumb, dtype=np.float32), 96)  # plenty for a picture; a lighter redraw
         th, tw = thumb.shape
         traces.append(go.Heatmap(
             z=np.asarray(thumb, dtype=np.float32), x=(np.arange(tw) + 0.5) * cols / tw,

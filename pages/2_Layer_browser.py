@@ -73,7 +73,7 @@ def layer_view() -> None:
     g1, g2 = st.columns([3, 2])
     g1.plotly_chart(figures.window_grid(spec.thumbnail, spec.grid), key="grid", theme=None, config=cfg)
     g2.markdown(grid_caption(spec.grid, int(row.get("n_slices", 1) or 1)))
-    g2.caption("The heatmap is |W| averaged over blocks (at most 160 × 160). Each blue rectangle is one "
+    g2.caption("The heatmap is |W| averaged over blocks (at most 96 × 96). Each blue rectangle is one "
                "FARMS window; the eigenvalues of all windows are pooled into the FARMS ESD.")
 
 
