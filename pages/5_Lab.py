@@ -184,7 +184,7 @@ def matrix_view() -> None:
     with c_txt:
         st.markdown(FARMS_TEXT)
         st.markdown(grid_caption(g))
-        st.caption("The heatmap is |W| averaged over blocks (at most 160 × 160).")
+        st.caption("The heatmap is |W| averaged over blocks (at most 96 × 96).")
 
 
 # ---------------------------------------------------------------- the sweep
