@@ -211,8 +211,14 @@ def _apply_preset() -> None:
         st.session_state["w_s_" + f] = v
 
 
+#: The tab icon, served by the app itself: a ":material/...:" page icon makes the browser
+#: fetch the SVG from fonts.gstatic.com (Streamlit's favicon route), which an offline lab
+#: machine cannot reach and a privacy-minded user does not want.
+FAVICON = str(Path(__file__).resolve().parent / "data" / "favicon.png")
+
+
 def page_setup(title: str) -> None:
-    st.set_page_config(page_title=f"{title} · farms-viz", page_icon=":material/show_chart:", layout="wide")
+    st.set_page_config(page_title=f"{title} · farms-viz", page_icon=FAVICON, layout="wide")
     _init_settings()
 
 

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from farms_viz import appstate as app
 from farms_viz import figures, figures_lab
 from farms_viz import labstate as lab_st
 from farms_viz.diagnosis import _fmt, grid_caption
@@ -9,7 +10,7 @@ from farms_viz.errors import FarmsError
 from farms_viz.lab import DISTRIBUTIONS, MAX_SIDE, SWEEP_MODES, SWEEP_RATIOS
 from farms_viz.config import FITS
 
-st.set_page_config(page_title="Aspect-ratio lab · farms-viz", page_icon=":material/science:", layout="wide")
+st.set_page_config(page_title="Aspect-ratio lab · farms-viz", page_icon=app.FAVICON, layout="wide")
 lab_st.init()
 W = lab_st.widget
 CFG = {"displaylogo": False}

@@ -50,3 +50,17 @@ def shots(page, name: str, artifacts, timeout=IDLE_TIMEOUT_MS):
     for size, (w, h) in SIZES.items():
         shot(page, artifacts / f"{name}-{size}.png", w, h, timeout)
     page.set_viewport_size(VIEWPORT)
+
+
+def watch_requests(ctx, urls: list[str]) -> None:
+    """Append to ``urls`` the URL of every request any page of the browser context makes."""
+    ctx.on("request", lambda r: urls.append(r.url))
+
+
+def outside(urls: list[str]) -> list[str]:
+    """The URLs that would leave this machine (the app must work offline and track nobody)."""
+    from urllib.parse import urlparse
+
+    local = {"127.0.0.1", "localhost", "::1"}
+    return [u for u in urls if urlparse(u).scheme not in ("data", "blob", "about")
+            and urlparse(u).hostname not in local]

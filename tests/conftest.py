@@ -21,7 +21,11 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("FARMS_VIZ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 # Chromium's own lookups (accounts.google.com, ...) resolve to nothing: the tests
+                 # stay on this machine; page requests are still seen and checked (watch_requests).
+                 # Left: Chromium's IPv6 reachability probe, a UDP connect() that sends no packet.
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
