@@ -1,6 +1,6 @@
 """Whole models, raw + FARMS on every layer: farms-viz vs the release's procedure vs WeightWatcher.
 
-    python benchmarks/bench_models.py [--models minilm mobilenet-v2] [--extra-path DIR]
+    python benchmarks/bench_models.py [--models minilm mobilenet-v2] [--extra-path DIR] [--device cuda]
 
 For each model: farms-viz cold (no disk cache) and a cached reopen; the release's procedure
 re-enacted in this script on the same layers (one float32 ``svdvals`` per FARMS window in a
@@ -60,14 +60,14 @@ def release_fit(eigs: np.ndarray, method: str, xmin_pos: float) -> float:
 
 
 def release_model(name: str, s: Settings) -> float:
-    """Seconds for raw + FARMS of every layer the release's way."""
+    """Seconds for raw + FARMS of every layer the release's way (on ``s.device``)."""
     t0 = time.perf_counter()
     for ref in select_refs(open_source(name), s, None):
-        mats = to_matrices(ref.load(), ref.kind, s.conv_norm).slices
-        raw = torch.square(torch.linalg.svdvals(mats)).flatten().double().numpy()
+        mats = to_matrices(ref.load(), ref.kind, s.conv_norm).slices.to(s.device, torch.float32)
+        raw = torch.square(torch.linalg.svdvals(mats)).flatten().double().cpu().numpy()
         g = window_grid(mats.shape[1], mats.shape[2], s.window, s.q, s.ops)
         pooled = torch.cat([torch.square(torch.linalg.svdvals(m[r:r + g.h, c:c + g.w]))
-                            for m in mats for r in g.row_starts for c in g.col_starts]).double().numpy()
+                            for m in mats for r in g.row_starts for c in g.col_starts]).double().cpu().numpy()
         release_fit(raw, s.fit, s.xmin_pos)
         release_fit(pooled, s.fit, s.xmin_pos)
     return time.perf_counter() - t0
@@ -97,12 +97,17 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["minilm", "mobilenet-v2"])
     ap.add_argument("--extra-path", help="folder with weightwatcher installed (appended to sys.path)")
     ap.add_argument("--no-release", action="store_true", help="skip the release re-enactment (slow)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda, for farms-viz and the release's svdvals alike")
+    ap.add_argument("--preset", help="llm or cnn for every model (default: by zoo name, else llm)")
     a = ap.parse_args()
     if a.extra_path:
         sys.path.append(str(Path(a.extra_path).resolve()))
     print(describe_machine() + "\n")
+    if a.device != "cpu":  # CUDA context and solver handles: once per process, not part of an analysis
+        torch.linalg.eigvalsh(torch.eye(4, device=a.device, dtype=torch.float64))
     for name in a.models:
-        s = Settings.preset(PRESET.get(name, "llm"))
+        preset = a.preset or PRESET.get(name, "llm")
+        s = Settings.preset(preset, device=a.device)
         t = time.perf_counter()
         rep = analyze(name, settings=s, cache=False)
         cold = time.perf_counter() - t
@@ -110,8 +115,8 @@ def main() -> None:
         t = time.perf_counter()
         analyze(name, settings=s)
         reopen = time.perf_counter() - t
-        print(f"{name} ({len(rep.table)} layers, preset {PRESET.get(name, 'llm')}: fit {s.fit}, window {s.window}, "
-              f"q {s.q}, ops {s.ops})")
+        print(f"{name} ({len(rep.table)} layers, preset {preset}: fit {s.fit}, window {s.window}, "
+              f"q {s.q}, ops {s.ops}, device {s.device})")
         print(f"  farms-viz cold, raw + FARMS : {cold:7.2f} s")
         print(f"  farms-viz cached reopen     : {reopen:7.2f} s")
         if not a.no_release:

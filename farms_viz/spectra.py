@@ -79,22 +79,44 @@ def _device(device: str) -> torch.device:
 GRAM_TRUST = 100.0
 
 
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    """A thread pool kept for the process (starting threads per call cost ~1 ms each here)."""
+    global _POOL
+    if _POOL is None or _POOL._max_workers < n:
+        _POOL = ThreadPoolExecutor(n, thread_name_prefix="farms-eigvalsh")
+    return _POOL
+
+
+#: On a GPU, stacks of matrices up to this size are solved by the host's CPU threads:
+#: cuSOLVER takes ~0.6 ms per 100 x 100 float64 matrix (one launch sequence each, H200,
+#: benchmarks/bench_eigh.py), the host's threads a fraction of that; large ones stay on the GPU.
+HOST_EIGH_MAX_N = 256
+
+
 def eigvalsh_batched(g: torch.Tensor) -> torch.Tensor:
     """``torch.linalg.eigvalsh`` of a stack (k, n, n), the batch split over the CPU threads.
 
     On CPU, LAPACK's own threading on one symmetric eigenproblem scales poorly (measured on
     2 cores: 2-3.5x slower than one thread for n = 100..1024, worse under load). So the
     stack is split into one part per thread, each solved with one intra-op thread, in
-    parallel (the call releases the GIL). A single matrix, or a GPU, uses the default.
+    parallel (the call releases the GIL). A single matrix uses the default. On a GPU,
+    small matrices (n <= HOST_EIGH_MAX_N) go to the host this way; the result comes back
+    on the stack's device.
     """
+    if g.device.type != "cpu":
+        if g.shape[-1] <= HOST_EIGH_MAX_N and g.shape[0] > 1:
+            return eigvalsh_batched(g.cpu()).to(g.device)
+        return torch.linalg.eigvalsh(g)
     n_threads = torch.get_num_threads()
-    if g.device.type != "cpu" or g.shape[0] < 2 or n_threads < 2:
+    if g.shape[0] < 2 or n_threads < 2:
         return torch.linalg.eigvalsh(g)
     parts = torch.tensor_split(g, min(n_threads, g.shape[0]))
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(len(parts)) as pool:
-            return torch.cat(list(pool.map(torch.linalg.eigvalsh, parts)))
+        return torch.cat(list(_pool(len(parts)).map(torch.linalg.eigvalsh, parts)))
     finally:
         torch.set_num_threads(n_threads)
 
@@ -174,7 +196,7 @@ def farms_esd(slices: torch.Tensor, window: int, q: float, ops: int, device: str
         return (raw if raw is not None else batched_esd(mats)), grid
     n_c = len(grid.col_starts)
     if grid.h == grid.w and n_c > 1 and grid.cols ** 2 < n_c * grid.w ** 2 and grid.cols ** 2 * 8 <= chunk_bytes:
-        return _band_gram_esd(mats, grid), grid
+        return _band_gram_esd(mats, grid, chunk_bytes), grid
     per_row = mats.shape[0] * len(grid.col_starts) * grid.h * grid.w * 4
     rows_per_chunk = max(1, int(chunk_bytes // max(1, per_row)))
     parts = []
@@ -184,21 +206,24 @@ def farms_esd(slices: torch.Tensor, window: int, q: float, ops: int, device: str
     return np.sort(np.concatenate(parts)), grid
 
 
-def _band_gram_esd(mats: torch.Tensor, grid: WindowGrid) -> np.ndarray:
+def _band_gram_esd(mats: torch.Tensor, grid: WindowGrid, chunk_bytes: int = 256 * 2**20) -> np.ndarray:
     """FARMS ESD of square windows through one Gram matrix per row band.
 
     Windows that share rows r..r+h share the band B = W[r:r+h, :]; the Gram matrix of the
     window at column c is the principal submatrix G[c:c+w, c:c+w] of G = B^T B. One
-    band Gram (h * cols^2 flops) replaces n_c window Grams (n_c * h * w^2 flops), and all
-    n_c submatrices go through one batched ``eigvalsh``. Float64, as for every square
-    matrix (see :func:`batched_esd`).
+    band Gram (h * cols^2 flops) replaces n_c window Grams (n_c * h * w^2 flops). The
+    submatrices of as many bands as fit in ``chunk_bytes`` go through one batched
+    ``eigvalsh``. Float64, as for every square matrix (see :func:`batched_esd`).
     """
     idx = torch.tensor(grid.col_starts, device=mats.device)[:, None] + torch.arange(grid.w, device=mats.device)
+    bands = [(k, r) for k in range(mats.shape[0]) for r in grid.row_starts]
+    per = max(1, int(chunk_bytes // (len(grid.col_starts) * grid.w * grid.w * 8)))
     out = []
-    for k in range(mats.shape[0]):
-        for r in grid.row_starts:
+    for s in range(0, len(bands), per):
+        subs = []
+        for k, r in bands[s : s + per]:
             band = mats[k, r : r + grid.h, :].to(torch.float64)
             g = band.mT @ band
-            sub = g[idx[:, :, None], idx[:, None, :]]  # (n_c, w, w)
-            out.append(eigvalsh_batched(sub).clamp_min(0).reshape(-1).cpu().numpy())
+            subs.append(g[idx[:, :, None], idx[:, None, :]])  # (n_c, w, w)
+        out.append(eigvalsh_batched(torch.cat(subs)).clamp_min(0).reshape(-1).cpu().numpy())
     return np.sort(np.concatenate(out))
