@@ -18,6 +18,9 @@ cd "$(dirname "$0")/.."
 "$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" | tee "$out/device.txt"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$out/device.txt" 2>/dev/null
 
+# 0. the GPU tests (skipped on machines without one)
+timeout 120 "$py" -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$out/tests.txt"
+
 # 1. the same alphas on the GPU as on the CPU (MiniLM with the paper's settings, MobileNet cnn)
 timeout 120 "$py" - "$minilm" "$mobilenet" <<'PY' 2>&1 | tee "$out/agree.txt"
 import sys, numpy as np
