@@ -197,9 +197,11 @@ def farms_esd(slices: torch.Tensor, window: int, q: float, ops: int, device: str
     grid = window_grid(mats.shape[1], mats.shape[2], window, q, ops)
     if grid.n_windows == 1 and grid.h == grid.rows and grid.w == grid.cols:
         return (raw if raw is not None else batched_esd(mats)), grid
-    n_c = len(grid.col_starts)
+    n_r, n_c = len(grid.row_starts), len(grid.col_starts)
     if grid.h == grid.w and n_c > 1 and grid.cols ** 2 < n_c * grid.w ** 2 and grid.cols ** 2 * 8 <= chunk_bytes:
         return _band_gram_esd(mats, grid, chunk_bytes), grid
+    if grid.h == grid.w and min(n_r, n_c) == 1 and max(n_r, n_c) > 2 and 2 * max(n_r, n_c) * grid.w ** 2 * 8 <= chunk_bytes:
+        return _block_gram_esd(mats, grid), grid
     per_row = mats.shape[0] * len(grid.col_starts) * grid.h * grid.w * 4
     rows_per_chunk = max(1, int(chunk_bytes // max(1, per_row)))
     parts = []
@@ -230,3 +232,29 @@ def _band_gram_esd(mats: torch.Tensor, grid: WindowGrid, chunk_bytes: int = 256 
             subs.append(g[idx[:, :, None], idx[:, None, :]])  # (n_c, w, w)
         out.append(eigvalsh_batched(torch.cat(subs)).clamp_min(0).reshape(-1).cpu().numpy())
     return np.sort(np.concatenate(out))
+
+
+def _block_gram_esd(mats: torch.Tensor, grid: WindowGrid) -> np.ndarray:
+    """FARMS ESD of square windows that slide along one side only (one row or column start).
+
+    Tall layers (1536 x 384 at the LLM window: 15 windows of 384 x 384 stacked down the
+    rows) and wide ones (transposed). Cut the rows at every window's start and end; the
+    Gram matrix of a window is then the sum of the Gram matrices of the blocks it covers,
+    each block's computed once: rows * w^2 flops instead of n_windows * h * w^2 (4x fewer
+    for 1536 x 384). Float64, as for every square matrix (see :func:`batched_esd`).
+    """
+    along_rows = len(grid.col_starts) == 1
+    starts = grid.row_starts if along_rows else grid.col_starts
+    size = grid.h
+    cuts = sorted({s for s in starts} | {s + size for s in starts})
+    spans = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if any(s <= a and b <= s + size for s in starts)]
+    out = []
+    for k in range(mats.shape[0]):
+        m = mats[k, :, grid.col_starts[0] : grid.col_starts[0] + grid.w] if along_rows \
+            else mats[k, grid.row_starts[0] : grid.row_starts[0] + grid.h, :].mT
+        m = m.to(torch.float64)
+        blocks = {(a, b): m[a:b].mT @ m[a:b] for a, b in spans}
+        grams = torch.stack([sum(g for (a, b), g in blocks.items() if s <= a and b <= s + size) for s in starts])
+        out.append(eigvalsh_batched(grams).clamp_min(0).reshape(-1).cpu().numpy())
+    return np.sort(np.concatenate(out))
+

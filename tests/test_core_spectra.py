@@ -149,3 +149,20 @@ def test_band_gram_route_equals_per_window_route():
     np.testing.assert_allclose(band, per_window, rtol=1e-9, atol=1e-12 * band.max())
     np.testing.assert_array_equal(farms_esd(W, 100, 1.0, 6)[0], band)
     assert farms_esd(W, 100, 1.0, 6)[0].size == 100 * grid.n_windows
+
+
+@pytest.mark.parametrize("shape,window,ops", [((1536, 384), 2000, 15), ((384, 1536), 2000, 15), ((500, 90), 2000, 4),
+                                              ((90, 1000), 2000, 15), ((900, 100), 100, 3)])
+def test_block_gram_route_equals_per_window_route(shape, window, ops):
+    """Windows sliding along one side: Gram matrices summed from row blocks, same eigenvalues."""
+    from farms_viz.spectra import _block_gram_esd, batched_esd, farms_windows
+
+    W = torch.randn(2, *shape, generator=torch.Generator().manual_seed(9)) / shape[1] ** 0.5
+    grid = window_grid(*shape, window, 1.0, ops)
+    assert grid.h == grid.w and min(len(grid.row_starts), len(grid.col_starts)) == 1
+    blocks = _block_gram_esd(W, grid)
+    per_window = batched_esd(farms_windows(W, grid))
+    assert blocks.size == per_window.size == 2 * grid.n_windows * grid.w
+    np.testing.assert_allclose(blocks, per_window, rtol=1e-9, atol=1e-12 * per_window.max())
+    np.testing.assert_array_equal(farms_esd(W, window, 1.0, ops)[0], blocks)
+
