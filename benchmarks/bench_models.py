@@ -73,6 +73,21 @@ def release_model(name: str, s: Settings) -> float:
     return time.perf_counter() - t0
 
 
+def one_layer_at_a_time(name: str, s: Settings) -> float:
+    """Seconds for raw + FARMS with one layer at a time, its windows split over the threads
+    (farms-viz's default on a CPU runs one layer per thread at once, see report.py)."""
+    from farms_viz import report
+
+    keep = report.MAX_LAYER_WORKERS
+    report.MAX_LAYER_WORKERS = 1
+    try:
+        t0 = time.perf_counter()
+        analyze(name, settings=s, cache=False)
+        return time.perf_counter() - t0
+    finally:
+        report.MAX_LAYER_WORKERS = keep
+
+
 def weightwatcher_minilm() -> float | None:
     try:
         import weightwatcher as ww
@@ -119,6 +134,10 @@ def main() -> None:
               f"q {s.q}, ops {s.ops}, device {s.device})")
         print(f"  farms-viz cold, raw + FARMS : {cold:7.2f} s")
         print(f"  farms-viz cached reopen     : {reopen:7.2f} s")
+        if s.device == "cpu":
+            one = one_layer_at_a_time(name, s)
+            print(f"  one layer at a time (windows over the threads): {one:5.2f} s   -> layers in parallel "
+                  f"(the default) {one / cold:.2f}x faster")
         if not a.no_release:
             rel = release_model(name, s)
             print(f"  release procedure (loops)   : {rel:7.2f} s   -> farms-viz {rel / cold:.1f}x faster")

@@ -141,3 +141,28 @@ def test_cli_bad_input_is_one_sentence_and_nonzero(tmp_path):
     assert p.returncode != 0
     assert "Traceback" not in p.stderr
     assert "missing.safetensors" in p.stderr and p.stderr.count("\n") == 1
+
+
+def test_layers_in_parallel_give_the_one_at_a_time_table(monkeypatch):
+    """On the CPU several layers run at once (one thread each): same rows, same order, as one at a time."""
+    import farms_viz.report as report
+
+    torch.manual_seed(3)
+    tensors = {f"block{i}.{n}.weight": torch.randn(r, c) / c**0.5
+               for i in range(3) for n, (r, c) in {"q": (96, 96), "up": (300, 96), "down": (96, 300)}.items()}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        made = []
+        real_pool = report.ThreadPoolExecutor
+        monkeypatch.setattr(report, "ThreadPoolExecutor", lambda *a, **k: made.append(a) or real_pool(*a, **k))
+        parallel = analyze(tensors, window=64, ops=3, cache=False).table
+        assert made and made[0][0] == 2  # the parallel route ran, two layers at a time
+        monkeypatch.setattr(report, "MAX_LAYER_WORKERS", 1)
+        one_at_a_time = analyze(tensors, window=64, ops=3, cache=False).table
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == threads
+    assert list(parallel.layer) == [k.removesuffix(".weight") for k in tensors]
+    pd.testing.assert_frame_equal(parallel.drop(columns="seconds"), one_at_a_time.drop(columns="seconds"),
+                                  check_exact=False, rtol=1e-9)
