@@ -250,6 +250,11 @@ def analyze(source, *, settings: Settings | None = None, preset: str | None = No
 
 #: At most this many layers are analysed at once on the CPU (each holds its windows in memory).
 MAX_LAYER_WORKERS = 8
+#: Layers run in parallel only when every layer has at most this many entries: there the serial
+#: parts of a layer (fits, MP, loading) matter; big layers are dominated by the eigenvalue solves,
+#: which already use every thread, and two at once would double the memory held (streaming a
+#: 3.2 GB LLaMA-shaped checkpoint: peak RSS 0.30 -> 0.46 x the file in parallel).
+PARALLEL_MAX_ENTRIES = 4 * 2**20
 
 
 def _analyze_one(ref: TensorRef, settings: Settings, cache: LayerCache | None):
@@ -260,9 +265,11 @@ def _analyze_one(ref: TensorRef, settings: Settings, cache: LayerCache | None):
 def _analyze_refs_local(refs, settings: Settings, cache: LayerCache | None, progress: Progress | None):
     """(row, spectra) per ref, in order. On the CPU, one layer per torch thread at a time, each
     with one thread: the serial parts of a layer (fits, MP, loading) then overlap too. Measured
-    on 2 cores (benchmarks/bench_models.py): MiniLM 1.43 -> 1.18 s; MobileNetV2 unchanged."""
+    on 2 cores (benchmarks/bench_models.py): MiniLM 1.59 -> 1.36 s; MobileNetV2 unchanged.
+    Only for models of small layers (PARALLEL_MAX_ENTRIES); big ones go one at a time."""
     threads = torch.get_num_threads()
-    workers = min(threads, len(refs), MAX_LAYER_WORKERS) if settings.device == "cpu" else 1
+    small = all(math.prod(r.shape) <= PARALLEL_MAX_ENTRIES for r in refs)
+    workers = min(threads, len(refs), MAX_LAYER_WORKERS) if settings.device == "cpu" and small else 1
     if workers < 2:
         for i, ref in enumerate(refs):
             if progress:

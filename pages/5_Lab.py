@@ -93,7 +93,8 @@ M eigenvalues of WᵀW (the squared singular values).
 **Marchenko–Pastur.** If the entries are independent with mean 0 and variance σ², then for large
 N, M with Q = N/M fixed the ESD follows
 """
-MP_LATEX = (r"\textstyle p(\lambda)=\frac{Q}{2\pi N\sigma^2\lambda}\sqrt{(\lambda_+-\lambda)(\lambda-\lambda_-)}",
+# two lines: one would overflow the teaching column on a 1280-pixel laptop screen
+MP_LATEX = (r"\small\begin{aligned}p(\lambda)&=\frac{Q}{2\pi N\sigma^2\lambda}\\&\times\sqrt{(\lambda_+-\lambda)(\lambda-\lambda_-)}\end{aligned}",
             r"\lambda_\pm=N\sigma^2\Big(1\pm\frac{1}{\sqrt Q}\Big)^2")
 MP_AFTER = r"""
 Here σ² = 1/N, so λ± = (1 ± 1/√Q)²: the taller the matrix, the narrower the bulk.

@@ -158,6 +158,9 @@ def test_layers_in_parallel_give_the_one_at_a_time_table(monkeypatch):
         monkeypatch.setattr(report, "ThreadPoolExecutor", lambda *a, **k: made.append(a) or real_pool(*a, **k))
         parallel = analyze(tensors, window=64, ops=3, cache=False).table
         assert made and made[0][0] == 2  # the parallel route ran, two layers at a time
+        monkeypatch.setattr(report, "PARALLEL_MAX_ENTRIES", 96 * 96)  # up/down are bigger: one at a time
+        analyze(tensors, window=64, ops=3, cache=False)
+        assert len(made) == 1
         monkeypatch.setattr(report, "MAX_LAYER_WORKERS", 1)
         one_at_a_time = analyze(tensors, window=64, ops=3, cache=False).table
     finally:
