@@ -113,4 +113,13 @@ def home() -> None:
         )
 
 
-home()
+# The sidebar: the main page is listed as "Home" (without st.navigation Streamlit names it after
+# this file, "app"); the other pages keep their files and their URLs (/Model_overview, ...).
+st.navigation([
+    st.Page(home, title="Home", default=True),
+    st.Page(app.OVERVIEW, title="Model overview", url_path="Model_overview"),
+    st.Page(app.BROWSER, title="Layer browser", url_path="Layer_browser"),
+    st.Page("pages/3_Allocations.py", title="Allocations", url_path="Allocations"),
+    st.Page("pages/4_Compare.py", title="Compare", url_path="Compare"),
+    st.Page("pages/5_Lab.py", title="Lab", url_path="Lab"),
+]).run()

@@ -43,6 +43,8 @@ def test_home_shows_summary_for_default_model(app_page, artifacts):
     assert page.get_by_text("Diagnosis flips").count() == 1
     assert "minilm" in page.locator("h3").all_inner_texts()[0] or page.get_by_text("minilm").count()
     assert page.locator('[data-testid="stMetric"]').count() == 4
+    nav = [t.strip() for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
+    assert nav == ["Home", "Model overview", "Layer browser", "Allocations", "Compare", "Lab"], nav
     shots(page, "home", artifacts)
 
 
