@@ -80,8 +80,8 @@ def delta_bars(cmp: pd.DataFrame, label_a: str = "A", label_b: str = "B",
         yaxis=dict(autorange="reversed", type="category", tickfont=dict(size=tick_size), showgrid=False,
                    tickmode="array", tickvals=y, ticktext=ticktext),
         xaxis=dict(range=[-m, m], zeroline=False, showline=True,
-                   title=dict(text=f"◀ heavier tail in B      Δα = α({label_b}) − α({label_a})      "
-                                   "lighter tail in B ▶")),
+                   title=dict(text=f"Δα = α({label_b}) − α({label_a})<br>"
+                                   "◀ heavier tail in B        lighter tail in B ▶")),
     ))
 
 
@@ -180,7 +180,8 @@ def esd_overlay(spec_a, spec_b, label_a: str = "A", label_b: str = "B", bins: in
             x, y = ccdf_points(e)
             fig.add_trace(go.Scatter(
                 x=x, y=y, mode="markers", name=f"CCDF {name}", showlegend=False,
-                marker=dict(color=color if is_b else "white", size=5 if is_b else 6, opacity=0.8,
+                # an "-open" symbol is drawn in marker.color (white made A's points invisible)
+                marker=dict(color=color, size=5 if is_b else 6, opacity=0.8,
                             symbol="circle" if is_b else "circle-open", line=dict(color=color, width=1)),
                 hovertemplate=f"{side}: P(Λ ≥ %{{x:.3g}}) = %{{y:.3g}}<extra></extra>"), row=2, col=col)
             if fit is not None and np.isfinite(fit.alpha) and np.isfinite(fit.xmin) and fit.n_eigs > 0 and x.size:

@@ -45,8 +45,9 @@ def pair_view() -> None:
     m = st.columns(4)
     m[0].metric("Layers matched", f"{s['matched']} of {s['layers']}",
                 help="Matched by name; 'shape differs' layers are matched but flagged.")
-    m[1].metric("Diagnosis changes (raw · FARMS)", f"{s['changed_raw']} · {s['changed_farms']}",
-                help="Layers whose label (over-, well-, under-trained) differs between A and B.")
+    m[1].metric("Changed raw · FARMS", f"{s['changed_raw']} · {s['changed_farms']}",
+                help="Layers whose diagnosis (over-, well-, under-trained) differs between A and B: "
+                     "with raw α, then with FARMS α.")
     m[2].metric("Mean Δα raw (B − A)", f"{s['mean_delta_raw']:+.2f}")
     m[3].metric("Mean Δα FARMS (B − A)", f"{s['mean_delta_farms']:+.2f}")
     if s["only_a"] or s["only_b"] or s["shape_differs"]:
@@ -66,11 +67,14 @@ def pair_view() -> None:
         if ch.empty:
             st.caption("No layer changes diagnosis, raw or FARMS.")
         else:
-            st.dataframe(ch.assign(**{w: [f"{a} → {b}".replace("-trained", "") if a != b else f"{a} (same)"
+            # short labels and fixed widths: all three columns fit beside the scatter at 1280 px
+            st.dataframe(ch.assign(**{w: [(f"{a} → {b}" if a != b else f"{a} (same)").replace("-trained", "")
                                           for a, b in zip(ch[f"label_{w}_a"], ch[f"label_{w}_b"])]
                                       for w in ("raw", "farms")})[["layer", "raw", "farms"]],
                          hide_index=True, key="cmp_changes", width="stretch",
-                         column_config={"raw": "raw A → B", "farms": "FARMS A → B"})
+                         column_config={"layer": st.column_config.TextColumn("layer", width=204),
+                                        "raw": st.column_config.TextColumn("raw A → B", width=88),
+                                        "farms": st.column_config.TextColumn("FARMS A → B", width=88)})
 
     st.subheader("One layer: spectra of A and B")
     layers = [n for n in cmp["layer"] if n in ra.spectra or n in rb.spectra]

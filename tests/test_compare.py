@@ -247,6 +247,12 @@ def test_esd_overlay_draws_both_sides_in_four_panels(two_files):
     assert any(f"A {fit_a:.2f}" in t and "FARMS" in t for t in titles)
     one_sided = fc.esd_overlay(ra.spectra["old"], None, "a", "b")
     assert not any("B = b" == t.name for t in one_sided.data)
+    # both checkpoints' CCDF points are visible: an open symbol is drawn in marker.color
+    ccdf = {t.name: t.marker for t in fig.data if t.name and t.name.startswith("CCDF ")}
+    assert len(ccdf) == 4
+    for name, m in ccdf.items():
+        assert m.color in (fc.COLORS["raw"], fc.COLORS["farms"]), (name, m.color)
+        assert m.symbol == ("circle-open" if name.startswith("CCDF A") else "circle")
 
 
 def test_series_figures():
