@@ -217,8 +217,14 @@ def _apply_preset() -> None:
 FAVICON = str(Path(__file__).resolve().parent / "data" / "favicon.png")
 
 
-def page_setup(title: str) -> None:
+def page_config(title: str) -> None:
+    """Tab title, icon and wide layout: the same on every page."""
     st.set_page_config(page_title=f"{title} · farms-viz", page_icon=FAVICON, layout="wide")
+
+
+def page_setup(title: str) -> None:
+    """A page that analyses the chosen model: page config plus the sidebar settings' state."""
+    page_config(title)
     _init_settings()
 
 

@@ -10,7 +10,7 @@ from farms_viz.errors import FarmsError
 from farms_viz.lab import DISTRIBUTIONS, MAX_SIDE, SWEEP_MODES, SWEEP_RATIOS
 from farms_viz.config import FITS
 
-st.set_page_config(page_title="Aspect-ratio lab · farms-viz", page_icon=app.FAVICON, layout="wide")
+app.page_config("Aspect-ratio lab")  # no page_setup: the lab's URL keys are its own, not the analysis settings
 lab_st.init()
 W = lab_st.widget
 CFG = {"displaylogo": False}

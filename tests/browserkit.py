@@ -5,6 +5,8 @@ Imported as ``from browserkit import ...``: pytest's default (prepend) import mo
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 #: the two screenshot sizes: (viewport width, minimum height)
 SIZES = {"wide": (1600, 1000), "laptop": (1280, 800)}
 #: the first page load (a cold server analyses the model before it shows anything)
@@ -52,15 +54,8 @@ def shots(page, name: str, artifacts, timeout=IDLE_TIMEOUT_MS):
     page.set_viewport_size(VIEWPORT)
 
 
-def watch_requests(ctx, urls: list[str]) -> None:
-    """Append to ``urls`` the URL of every request any page of the browser context makes."""
-    ctx.on("request", lambda r: urls.append(r.url))
-
-
 def outside(urls: list[str]) -> list[str]:
     """The URLs that would leave this machine (the app must work offline and track nobody)."""
-    from urllib.parse import urlparse
-
     local = {"127.0.0.1", "localhost", "::1"}
     return [u for u in urls if urlparse(u).scheme not in ("data", "blob", "about")
             and urlparse(u).hostname not in local]

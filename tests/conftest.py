@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browserkit import outside
 
 # The tests never reach the network: hub ids must fail from the local cache, not by a lookup.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -96,8 +97,34 @@ def browser():
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
+        yield _RecordingBrowser(b)
         b.close()
+
+
+class _RecordingBrowser:
+    """The Playwright browser; every context it makes records the URL of each page request."""
+
+    def __init__(self, browser):
+        self._browser = browser
+        self.requests: list[str] = []
+
+    def new_context(self, **kwargs):
+        ctx = self._browser.new_context(**kwargs)
+        ctx.on("request", lambda r: self.requests.append(r.url))
+        return ctx
+
+    def __getattr__(self, name):
+        return getattr(self._browser, name)
+
+
+@pytest.fixture(autouse=True)
+def _nothing_leaves_this_machine(request):
+    """After each browser test: no page asked for anything off this machine (offline, no tracking)."""
+    yield
+    if "browser" in request.fixturenames:
+        urls = request.getfixturevalue("browser").requests
+        assert urls, "no page request was recorded"
+        assert outside(urls) == [], f"pages requested URLs off this machine: {outside(urls)}"
 
 
 @pytest.fixture

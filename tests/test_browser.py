@@ -6,12 +6,9 @@ import statistics
 import time
 
 import pytest
-from browserkit import outside, watch_requests, LOAD_TIMEOUT_MS, VIEWPORT, idle, no_exceptions, shots
+from browserkit import LOAD_TIMEOUT_MS, VIEWPORT, idle, no_exceptions, shots
 
 pytestmark = pytest.mark.browser
-
-#: every URL the module's pages requested (checked last: nothing may leave the machine)
-REQUESTS: list[str] = []
 
 #: small FARMS settings (3 x 3 windows) keep the first analysis short; still the default model
 QUERY = "?ops=3"
@@ -28,7 +25,6 @@ def _layer_box(page):
 @pytest.fixture(scope="module")
 def app_page(browser, streamlit_server):
     ctx = browser.new_context(viewport=VIEWPORT)
-    watch_requests(ctx, REQUESTS)
     page = ctx.new_page()
     page.goto(streamlit_server + "/" + QUERY)
     page.get_by_text("Layers analysed").wait_for(timeout=LOAD_TIMEOUT_MS)
@@ -90,8 +86,3 @@ def test_layer_browser_next_is_fast(app_page, artifacts):
     shots(page, "layer-browser", artifacts)
     # end to end in headless software-rendered Chromium: server rerun of the fragment + 5 Plotly redraws
     assert median < 1.5, f"layer switch took {median:.2f} s (median of {times})"
-
-
-def test_nothing_is_fetched_from_outside_this_machine(app_page):
-    assert REQUESTS, "no requests were recorded"
-    assert outside(REQUESTS) == [], outside(REQUESTS)
