@@ -79,15 +79,15 @@ def _device(device: str) -> torch.device:
 GRAM_TRUST = 100.0
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (workers, pool)
 
 
 def _pool(n: int) -> ThreadPoolExecutor:
     """A thread pool kept for the process (starting threads per call cost ~1 ms each here)."""
     global _POOL
-    if _POOL is None or _POOL._max_workers < n:
-        _POOL = ThreadPoolExecutor(n, thread_name_prefix="farms-eigvalsh")
-    return _POOL
+    if _POOL is None or _POOL[0] < n:
+        _POOL = (n, ThreadPoolExecutor(n, thread_name_prefix="farms-eigvalsh"))
+    return _POOL[1]
 
 
 #: On a GPU, stacks of matrices of HOST_EIGH_MIN_N < n <= HOST_EIGH_MAX_N are solved by the
@@ -246,7 +246,7 @@ def _block_gram_esd(mats: torch.Tensor, grid: WindowGrid) -> np.ndarray:
     along_rows = len(grid.col_starts) == 1
     starts = grid.row_starts if along_rows else grid.col_starts
     size = grid.h
-    cuts = sorted({s for s in starts} | {s + size for s in starts})
+    cuts = sorted(set(starts) | {s + size for s in starts})
     spans = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if any(s <= a and b <= s + size for s in starts)]
     out = []
     for k in range(mats.shape[0]):
