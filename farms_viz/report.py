@@ -287,4 +287,3 @@ def _analyze_refs_local(refs, settings: Settings, cache: LayerCache | None, prog
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(threads)
-

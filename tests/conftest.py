@@ -119,12 +119,18 @@ class _RecordingBrowser:
 
 @pytest.fixture(autouse=True)
 def _nothing_leaves_this_machine(request):
-    """After each browser test: no page asked for anything off this machine (offline, no tracking)."""
+    """After each browser test: no page asked for anything off this machine (offline, no tracking).
+    Only this test's requests are checked, so a stray request fails the test that made it, not
+    every later one too."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    recorded = request.getfixturevalue("browser").requests
+    first = len(recorded)
     yield
-    if "browser" in request.fixturenames:
-        urls = request.getfixturevalue("browser").requests
-        assert urls, "no page request was recorded"
-        assert outside(urls) == [], f"pages requested URLs off this machine: {outside(urls)}"
+    assert recorded, "no page request was recorded"
+    off = outside(recorded[first:])
+    assert off == [], f"pages requested URLs off this machine: {off}"
 
 
 @pytest.fixture

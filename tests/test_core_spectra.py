@@ -165,4 +165,3 @@ def test_block_gram_route_equals_per_window_route(shape, window, ops):
     assert blocks.size == per_window.size == 2 * grid.n_windows * grid.w
     np.testing.assert_allclose(blocks, per_window, rtol=1e-9, atol=1e-12 * per_window.max())
     np.testing.assert_array_equal(farms_esd(W, window, 1.0, ops)[0], blocks)
-
