@@ -86,6 +86,8 @@ def _pool(n: int) -> ThreadPoolExecutor:
     """A thread pool kept for the process (starting threads per call cost ~1 ms each here)."""
     global _POOL
     if _POOL is None or _POOL[0] < n:
+        # A smaller pool is dropped, not shut down: another thread (a second app session) may
+        # be about to submit to it. Its idle threads stay; the size only grows to the threads.
         _POOL = (n, ThreadPoolExecutor(n, thread_name_prefix="farms-eigvalsh"))
     return _POOL[1]
 
