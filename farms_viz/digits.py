@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .errors import FarmsError
+from .spectra import torch_threads
 
 EPOCHS = (0, 1, 3, 10, 30)
 ARCHS = ("mlp", "cnn")
@@ -128,18 +129,14 @@ def train(arch: str, dest: Path) -> dict[int, float]:
 
 
 def _build_into(dest: Path) -> dict:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):  # tiny trainings: 8x faster on one thread
         t0 = time.perf_counter()
         acc = {arch: {str(e): a for e, a in train(arch, dest).items()} for arch in ARCHS}
-        info = {"test_accuracy": acc, "seconds": round(time.perf_counter() - t0, 2), "seed": SEED,
-                "data": "sklearn.datasets.load_digits, 1347 train / 450 test",
-                "optimizer": f"SGD lr={LR} momentum={MOMENTUM} batch={BATCH}"}
-        (dest / "accuracy.json").write_text(json.dumps(info, indent=1))
-        return info
-    finally:
-        torch.set_num_threads(threads)
+    info = {"test_accuracy": acc, "seconds": round(time.perf_counter() - t0, 2), "seed": SEED,
+            "data": "sklearn.datasets.load_digits, 1347 train / 450 test",
+            "optimizer": f"SGD lr={LR} momentum={MOMENTUM} batch={BATCH}"}
+    (dest / "accuracy.json").write_text(json.dumps(info, indent=1))
+    return info
 
 
 def ensure_built() -> Path:

@@ -20,7 +20,7 @@ from .fits import PowerLawFit, fit_power_law, nonzero_eigs
 from .matrices import LayerMatrices, to_matrices
 from .mp import MPFit, fit_mp
 from .sources import Source, TensorRef, open_source
-from .spectra import WindowGrid, esd, farms_esd
+from .spectra import WindowGrid, esd, farms_esd, torch_threads
 
 COLUMNS = [
     "layer", "kind", "rows", "cols", "aspect_ratio", "n_slices", "window_rows", "window_cols",
@@ -276,14 +276,13 @@ def _analyze_refs_local(refs, settings: Settings, cache: LayerCache | None, prog
                 progress(i, len(refs), ref.layer)
             yield _analyze_one(ref, settings, cache)
         return
-    torch.set_num_threads(1)
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="farms-layer")
-    try:
-        futures = [pool.submit(_analyze_one, ref, settings, cache) for ref in refs]
-        for i, (ref, fut) in enumerate(zip(refs, futures)):
-            if progress:  # from the calling thread (Streamlit's progress bar lives there)
-                progress(i, len(refs), ref.layer)
-            yield fut.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(threads)
+    with torch_threads(1):
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="farms-layer")
+        try:
+            futures = [pool.submit(_analyze_one, ref, settings, cache) for ref in refs]
+            for i, (ref, fut) in enumerate(zip(refs, futures)):
+                if progress:  # from the calling thread (Streamlit's progress bar lives there)
+                    progress(i, len(refs), ref.layer)
+                yield fut.result()
+        finally:  # a failed or abandoned run starts no more layers
+            pool.shutdown(wait=True, cancel_futures=True)

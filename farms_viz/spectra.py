@@ -11,7 +11,9 @@ authors' release (``fixed_sampling`` in ``LLM_Pruning/lib/sampling.py``) exactly
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -101,6 +103,18 @@ HOST_EIGH_MIN_N = 32
 HOST_EIGH_MAX_N = 512
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside the block, the previous count restored after
+    (for work spread over Python threads, each of which should use one torch thread)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def eigvalsh_batched(g: torch.Tensor) -> torch.Tensor:
     """``torch.linalg.eigvalsh`` of a stack (k, n, n), the batch split over the CPU threads.
 
@@ -119,11 +133,8 @@ def eigvalsh_batched(g: torch.Tensor) -> torch.Tensor:
     if g.shape[0] < 2 or n_threads < 2:
         return torch.linalg.eigvalsh(g)
     parts = torch.tensor_split(g, min(n_threads, g.shape[0]))
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return torch.cat(list(_pool(len(parts)).map(torch.linalg.eigvalsh, parts)))
-    finally:
-        torch.set_num_threads(n_threads)
 
 
 def _gram_eigs(x: torch.Tensor) -> torch.Tensor:

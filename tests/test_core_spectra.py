@@ -165,3 +165,14 @@ def test_block_gram_route_equals_per_window_route(shape, window, ops):
     assert blocks.size == per_window.size == 2 * grid.n_windows * grid.w
     np.testing.assert_allclose(blocks, per_window, rtol=1e-9, atol=1e-12 * per_window.max())
     np.testing.assert_array_equal(farms_esd(W, window, 1.0, ops)[0], blocks)
+
+
+def test_torch_threads_restores_the_count_even_on_error():
+    from farms_viz.spectra import torch_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"):
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
