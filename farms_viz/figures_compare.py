@@ -203,8 +203,10 @@ def esd_overlay(spec_a, spec_b, label_a: str = "A", label_b: str = "B", bins: in
     fig.update_xaxes(type="log", showline=True, title_text="eigenvalue λ of WᵀW (log scale)", row=1)
     fig.update_yaxes(title_text="density per decade", row=1, col=1, rangemode="tozero")
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
-    fig.update_yaxes(type="log", title_text="P(Λ ≥ λ)", row=2, col=1)
-    fig.update_yaxes(type="log", row=2, col=2)
+    # labels at 1, 2, 5 per decade: on a short range plotly's default labels every digit, 1-9,
+    # and they run into each other
+    fig.update_yaxes(type="log", dtick="D2", title_text="P(Λ ≥ λ)", row=2, col=1)
+    fig.update_yaxes(type="log", dtick="D2", row=2, col=2)
     for ann in fig.layout.annotations:  # subplot titles: left-aligned, in the raw/FARMS colour
         ann.update(font=dict(size=13, color=COLORS["raw"] if "raw" in ann.text else COLORS["farms"]))
     lay = _layout(title or "ESDs of A and B", height=820, legend_top=False)

@@ -253,6 +253,9 @@ def test_esd_overlay_draws_both_sides_in_four_panels(two_files):
     for name, m in ccdf.items():
         assert m.color in (fc.COLORS["raw"], fc.COLORS["farms"]), (name, m.color)
         assert m.symbol == ("circle-open" if name.startswith("CCDF A") else "circle")
+    # the tail panels' log axes label 1, 2, 5 per decade, not every digit
+    assert fig.layout.yaxis3.type == fig.layout.yaxis4.type == "log"
+    assert fig.layout.yaxis3.dtick == fig.layout.yaxis4.dtick == "D2"
 
 
 def test_series_figures():
