@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from .errors import FarmsError
@@ -15,6 +16,33 @@ PRESETS: dict[str, dict] = {
     "llm": dict(fit="xmin_peak", xmin_pos=2.0, window=2000, q=1.0, ops=15),
     "cnn": dict(fit="xmin_mid", xmin_pos=2.0, window=100, q=1.0, ops=9),
 }
+
+#: Accepted range of each numeric setting, ``low <= value <= high`` (both ends included), defined
+#: once for the library, the CLI and the app's URL values. Values must also be finite; ``window``
+#: and ``ops`` whole numbers. Upper ends keep one request bounded: ops 64 is 4,096 windows per
+#: slice (the release uses 9-15); q 1000 and window 100,000 exceed any layer's shape; xmin_pos
+#: 1.001 keeps xmin below the largest eigenvalue for up to ~1,000 eigenvalues.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "xmin_pos": (1.001, 1000.0),
+    "window": (1, 100_000),
+    "q": (0.001, 1000.0),
+    "ops": (1, 64),
+    "conv_norm": (1e-6, 1e6),
+}
+_WHOLE = ("window", "ops")
+
+
+def _in_bounds(name: str, value, low: float, high: float):
+    """``value`` as int (window, ops) or float, or FarmsError with the accepted range."""
+    kind = "a whole number" if name in _WHOLE else "a number"
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        x = math.nan
+    if isinstance(value, bool) or not math.isfinite(x) or not low <= x <= high \
+            or (name in _WHOLE and x != int(x)):
+        raise FarmsError(f"{name} must be {kind} from {low:g} to {high:g} (got {value!r}).")
+    return int(x) if name in _WHOLE else x
 
 
 @dataclass(frozen=True)
@@ -44,22 +72,11 @@ class Settings:
     def __post_init__(self):
         if self.fit not in FITS:
             raise FarmsError(f"Unknown fit rule {self.fit!r}; choose one of {', '.join(FITS)}.")
-        if not self.xmin_pos > 1:
-            raise FarmsError(f"xmin_pos must be greater than 1 (got {self.xmin_pos}).")
-        if int(self.window) != self.window or self.window < 1:
-            raise FarmsError(f"window must be a positive whole number (got {self.window}).")
-        if not (self.q > 0):
-            raise FarmsError(f"q must be positive (got {self.q}).")
-        if int(self.ops) != self.ops or self.ops < 1:
-            raise FarmsError(f"ops must be a positive whole number (got {self.ops}).")
-        if not (self.conv_norm > 0):
-            raise FarmsError(f"conv_norm must be positive (got {self.conv_norm}).")
+        for name, (low, high) in BOUNDS.items():
+            value = _in_bounds(name, getattr(self, name), low, high)
+            object.__setattr__(self, name, value)
         if self.device not in DEVICES:
             raise FarmsError(f"Unknown device {self.device!r}; choose cpu or cuda.")
-        object.__setattr__(self, "window", int(self.window))
-        object.__setattr__(self, "ops", int(self.ops))
-        object.__setattr__(self, "xmin_pos", float(self.xmin_pos))
-        object.__setattr__(self, "q", float(self.q))
 
     @classmethod
     def preset(cls, name: str = "llm", **overrides) -> "Settings":
