@@ -143,8 +143,8 @@ def _gram_eigs(x: torch.Tensor) -> torch.Tensor:
     return eigvalsh_batched(g)
 
 
-def batched_esd(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarray:
-    """Eigenvalues of W^T W for a stack of equal-shape matrices (k, m, n), pooled, ascending.
+def matrix_eigs(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarray:
+    """Eigenvalues of W^T W for each matrix of a stack (k, m, n): float64 (k, min(m, n)), each row ascending.
 
     Fast exact route: one batched Gram + ``eigvalsh`` call per chunk in float32. Round-off
     in a float32 Gram matrix is about eps * l_max, so a matrix whose smallest eigenvalue
@@ -162,7 +162,7 @@ def batched_esd(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarra
     for s in range(0, k, per):
         x = mats[s : s + per]
         if m == n:
-            out.append(_gram_eigs(x.to(torch.float64)).clamp_min(0).reshape(-1).cpu().numpy())
+            out.append(_gram_eigs(x.to(torch.float64)).clamp_min(0).cpu().numpy())
             continue
         ev = _gram_eigs(x.to(torch.float32))
         lam_max = ev[:, -1:].clamp_min(0)
@@ -170,8 +170,14 @@ def batched_esd(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarra
         ev = ev.to(torch.float64)
         if bool(bad.any()):
             ev[bad] = _gram_eigs(x[bad].to(torch.float64))
-        out.append(ev.clamp_min(0).reshape(-1).cpu().numpy())
-    return np.sort(np.concatenate(out))
+        out.append(ev.clamp_min(0).cpu().numpy())
+    return np.concatenate(out).reshape(k, side)
+
+
+def batched_esd(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarray:
+    """Eigenvalues of W^T W for a stack of equal-shape matrices (k, m, n), pooled, ascending
+    (see :func:`matrix_eigs`)."""
+    return np.sort(matrix_eigs(mats, chunk_bytes).reshape(-1))
 
 
 def esd(slices: torch.Tensor, device: str = "cpu") -> np.ndarray:
