@@ -156,7 +156,9 @@ def fit_power_law(eigs: np.ndarray, method: str = "xmin_peak", xmin_pos: float =
                   bins: int = PEAK_BINS, dim: int = 1) -> PowerLawFit:
     """Fit the ESD's power-law tail with one of the xmin rules.
 
-    xmin_mid   xmin = l[int(N / xmin_pos)] of the ascending array (TempBalance).
+    xmin_mid   xmin = l[int(N / xmin_pos)] of the ascending array (TempBalance). A tail of
+               fewer than MIN_EIGS eigenvalues is no fit: with 2, alpha = 1 + 2 / log(l_N / l_N-1)
+               is set by one gap (alpha 5926 for two close eigenvalues, reported as ok before).
     xmin_peak  xmin minimising D among eigenvalues up to 1.5x the ESD's log-histogram
                peak (what the FARMS and AlphaPruning releases effectively do; their
                lower bound compares l with log10(0.95 * peak) and is dropped here).
@@ -175,6 +177,9 @@ def fit_power_law(eigs: np.ndarray, method: str = "xmin_peak", xmin_pos: float =
     if method == "xmin_mid":
         i = int(N / xmin_pos)
         i = min(i, N - 2)
+        if N - i < MIN_EIGS:  # the tail is the sample the fit sees: the releases' minimum applies
+            return PowerLawFit.failed(method, N, f"xmin_pos {xmin_pos} leaves {N - i} eigenvalues in the tail; "
+                                                 f"a fit needs at least {MIN_EIGS} (lower xmin_pos)")
         xmin = float(nz[i])
         tail = nz[i:]
         alpha = hill_alpha(tail, xmin)
