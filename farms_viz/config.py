@@ -10,6 +10,10 @@ from .errors import FarmsError
 
 FITS = ("xmin_peak", "xmin_mid", "ks")
 DEVICES = ("cpu", "cuda")
+#: How FARMS treats conv layers: ``release`` = the FARMS release's blocks (one alpha per block,
+#: averaged; see spectra.conv_blocks), ``grid`` = the linear window grid on every kernel slice,
+#: all windows pooled into one ESD (farms-viz's earlier rule).
+CONV_RULES = ("release", "grid")
 
 #: The paper's settings (FARMS, ICML 2025): LLM experiments and image classification.
 PRESETS: dict[str, dict] = {
@@ -56,6 +60,8 @@ class Settings:
     q          FARMS window aspect ratio, window cols = int(window rows * q).
     ops        FARMS windows per dimension (the release's ``sampling_ops_per_dim``).
     conv_norm  conv slices are scaled by sqrt(conv_norm) (eigenvalues by conv_norm).
+    conv_rule  FARMS on conv layers: ``release`` (the release's blocks, block alphas averaged)
+               or ``grid`` (the window grid on every kernel slice, one pooled ESD).
     device     ``cpu`` or ``cuda`` for the linear algebra.
     include_embeddings  analyse embedding matrices too (skipped by default).
     """
@@ -66,6 +72,7 @@ class Settings:
     q: float = 1.0
     ops: int = 15
     conv_norm: float = 0.5
+    conv_rule: str = "release"
     device: str = "cpu"
     include_embeddings: bool = False
 
@@ -75,6 +82,8 @@ class Settings:
         for name, (low, high) in BOUNDS.items():
             value = _in_bounds(name, getattr(self, name), low, high)
             object.__setattr__(self, name, value)
+        if self.conv_rule not in CONV_RULES:
+            raise FarmsError(f"Unknown conv rule {self.conv_rule!r}; choose one of {', '.join(CONV_RULES)}.")
         if self.device not in DEVICES:
             raise FarmsError(f"Unknown device {self.device!r}; choose cpu or cuda.")
 

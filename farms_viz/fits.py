@@ -30,10 +30,30 @@ class PowerLawFit:
     n_eigs: int
     method: str
     status: str = "ok"
+    #: fits averaged into this one (the release's conv rule: one fit per block, see mean_fit)
+    n_blocks: int = 1
 
     @classmethod
     def failed(cls, method: str, n_eigs: int, status: str) -> "PowerLawFit":
         return cls(math.nan, math.nan, math.nan, 0, n_eigs, method, status)
+
+
+def mean_fit(fits: list[PowerLawFit]) -> PowerLawFit:
+    """The FARMS release's conv result: alpha, xmin and D averaged over the blocks' fits.
+
+    The release averages every block's number; blocks without an honest fit (a status) are
+    left out here instead of entering the mean as 0, and the status says how many.
+    """
+    ok = [f for f in fits if f.status == "ok"]
+    n_eigs = sum(f.n_eigs for f in fits)
+    method = fits[0].method if fits else ""
+    if not ok:
+        status = fits[0].status if fits else "no blocks"
+        return PowerLawFit(math.nan, math.nan, math.nan, 0, n_eigs, method, status, len(fits))
+    status = "ok" if len(ok) == len(fits) else f"{len(fits) - len(ok)} of {len(fits)} blocks had no fit"
+    return PowerLawFit(float(np.mean([f.alpha for f in ok])), float(np.mean([f.xmin for f in ok])),
+                       float(np.mean([f.D for f in ok])), sum(f.n_tail for f in ok), n_eigs, method,
+                       status, len(fits))
 
 
 def nonzero_eigs(eigs: np.ndarray, dim: int = 1, thresh: float = 0.0) -> np.ndarray:
@@ -77,8 +97,8 @@ def peak_xmin(nz: np.ndarray, bins: int = PEAK_BINS) -> float:
     return float(10 ** edges[int(np.argmax(counts))])
 
 
-def _search(nz: np.ndarray, n_cand: int, max_elems: int = 1 << 22) -> tuple[int, float, float]:
-    """Exact argmin of D over candidate xmin indices 0..n_cand-1, without a per-candidate loop.
+def _search(nz: np.ndarray, n_cand: int, max_elems: int = 1 << 22, start: int = 0) -> tuple[int, float, float]:
+    """Exact argmin of D over candidate xmin indices start..n_cand-1, without a per-candidate loop.
 
     For candidate i the fitted CDF F(j) = 1 - (l_j/l_i)^(1-alpha_i) and the empirical
     E(j) = (j-i)/n_i both increase with j, so on a block of tail positions [p, q] the
@@ -89,6 +109,8 @@ def _search(nz: np.ndarray, n_cand: int, max_elems: int = 1 << 22) -> tuple[int,
     point by point only the blocks whose bound exceeds the edge maximum. The result
     equals the full O(N^2) scan exactly. Ties go to the smallest index (as torch.argmin
     in the releases); candidates whose alpha <= 1 keep D = 1, as in the releases.
+    Candidates below ``start`` are skipped as the release skips them: alpha 0 and D = 1, so
+    when no candidate in range has D < 1 the result is index 0 with alpha 0 (no fit).
     """
     N = nz.size
     logs = np.log(nz)
@@ -98,6 +120,7 @@ def _search(nz: np.ndarray, n_cand: int, max_elems: int = 1 << 22) -> tuple[int,
     with np.errstate(divide="ignore", invalid="ignore"):
         alphas = 1.0 + n_all / (suffix[:n_cand] - n_all * logs[:n_cand])
     Ds = np.ones(n_cand)
+    alphas[:start] = 0.0
     ok = np.flatnonzero((alphas > 1) & np.isfinite(alphas))
     if ok.size == 0:
         return 0, float(alphas[0]), 1.0
@@ -152,6 +175,45 @@ def _search(nz: np.ndarray, n_cand: int, max_elems: int = 1 << 22) -> tuple[int,
     return best, float(alphas[best]), float(Ds[best])
 
 
+def positive_eigs(eigs: np.ndarray) -> np.ndarray:
+    """Ascending float64 eigenvalues that are finite and > 0: what the releases fit.
+
+    The FARMS release keeps every eigenvalue (``filter_zeros=False``); only exact zeros (and
+    round-off values <= 0, which its ``svdvals`` cannot produce) have no logarithm. The tiny
+    eigenvalues are real and matter: they set the log-histogram's range, hence the peak bin,
+    hence xmin_peak's search range (one of 5,760 moved a MiniLM alpha by 22%).
+    """
+    e = np.sort(np.asarray(eigs, dtype=np.float64).ravel())
+    return e[np.isfinite(e) & (e > 0)]
+
+
+def numerical_rank(nz: np.ndarray, dim: int = 1) -> int:
+    """How many of the ascending eigenvalues ``nz`` exceed float64 round-off, l_max * dim * 16 eps.
+
+    farms-viz's eigenvalues come from float64 Gram matrices wherever small ones matter (see
+    spectra.matrix_eigs), accurate to about dim * eps * l_max; below that they are round-off.
+    A rank-deficient layer (e.g. rank 1) keeps its fit only if this rank reaches MIN_EIGS.
+    """
+    if nz.size == 0:
+        return 0
+    return int(np.sum(nz > nz[-1] * max(1, dim) * 16 * np.finfo(np.float64).eps))
+
+
+def peak_bounds(nz: np.ndarray, bins: int = PEAK_BINS) -> tuple[int, int]:
+    """Candidate xmin indices [start, stop) of the release's xmin_peak rule.
+
+    With p the left edge of the tallest log10 bin, the release skips candidates l with
+    ``l < log10(0.95 p)`` (an eigenvalue compared with a logarithm, so the bound only bites
+    when p > ~1.05, and makes alpha depend on the weights' scale) and stops at l > 1.5 p.
+    Both are reproduced, since the paper's numbers came from them.
+    """
+    p = peak_xmin(nz, bins)
+    lo = math.log10(0.95 * p)
+    start = int(np.searchsorted(nz[:-1], lo, side="left"))
+    stop = int(np.searchsorted(nz[:-1], 1.5 * p, side="right"))
+    return start, stop
+
+
 def fit_power_law(eigs: np.ndarray, method: str = "xmin_peak", xmin_pos: float = 2.0,
                   bins: int = PEAK_BINS, dim: int = 1) -> PowerLawFit:
     """Fit the ESD's power-law tail with one of the xmin rules.
@@ -159,19 +221,25 @@ def fit_power_law(eigs: np.ndarray, method: str = "xmin_peak", xmin_pos: float =
     xmin_mid   xmin = l[int(N / xmin_pos)] of the ascending array (TempBalance). A tail of
                fewer than MIN_EIGS eigenvalues is no fit: with 2, alpha = 1 + 2 / log(l_N / l_N-1)
                is set by one gap (alpha 5926 for two close eigenvalues, reported as ok before).
-    xmin_peak  xmin minimising D among eigenvalues up to 1.5x the ESD's log-histogram
-               peak (what the FARMS and AlphaPruning releases effectively do; their
-               lower bound compares l with log10(0.95 * peak) and is dropped here).
+    xmin_peak  xmin minimising D among eigenvalues l with log10(0.95 p) <= l <= 1.5 p, p the
+               left edge of the tallest of 100 log10 bins (the FARMS / AlphaPruning
+               releases, lower bound included; see :func:`peak_bounds`).
     ks         xmin minimising D over every eigenvalue > 1e-5 (WeightWatcher's default).
 
-    Numerically-zero eigenvalues are dropped first (see :func:`nonzero_eigs`; ``dim`` is the
-    largest side of the matrices the ESD came from). Like the FARMS release
-    (``filter_zeros=False``), xmin_mid and xmin_peak keep every other eigenvalue.
+    xmin_mid and xmin_peak fit every positive eigenvalue, like the release
+    (``filter_zeros=False``; see :func:`positive_eigs`). ``ks`` drops numerically-zero
+    eigenvalues (``dim`` is the largest side of the matrices the ESD came from) and those
+    <= 1e-5, like WeightWatcher.
     """
-    nz = nonzero_eigs(eigs, dim, EVALS_THRESH if method == "ks" else 0.0)
+    if method == "ks":
+        nz = nonzero_eigs(eigs, dim, EVALS_THRESH)
+        rank = nz.size
+    else:
+        nz = positive_eigs(eigs)
+        rank = numerical_rank(nz, dim)
     N = nz.size
-    if N < MIN_EIGS:
-        return PowerLawFit.failed(method, N, f"too few nonzero eigenvalues for a fit ({N} < {MIN_EIGS})")
+    if rank < MIN_EIGS:
+        return PowerLawFit.failed(method, N, f"too few nonzero eigenvalues for a fit ({rank} < {MIN_EIGS})")
     if nz[-1] <= nz[0] * (1 + 1e-12):
         return PowerLawFit.failed(method, N, "all eigenvalues are equal; no tail to fit")
     if method == "xmin_mid":
@@ -186,16 +254,16 @@ def fit_power_law(eigs: np.ndarray, method: str = "xmin_peak", xmin_pos: float =
         if not np.isfinite(alpha):
             return PowerLawFit.failed(method, N, "the tail above xmin is flat; alpha is undefined")
         return PowerLawFit(float(alpha), xmin, ks_distance(tail, xmin, alpha), tail.size, N, method)
+    start = 0
     if method == "xmin_peak":
-        xmax = 1.5 * peak_xmin(nz, bins)
-        n_cand = int(np.searchsorted(nz[:-1], xmax, side="right"))
+        start, n_cand = peak_bounds(nz, bins)
     elif method == "ks":
         n_cand = N - 1
     else:
         raise ValueError(f"unknown fit method {method!r}")
     if n_cand == 0:
         n_cand = 1
-    i, alpha, D = _search(nz, n_cand)
+    i, alpha, D = _search(nz, n_cand, start=min(start, n_cand))
     if not (alpha > 1 and np.isfinite(alpha)):
         return PowerLawFit.failed(method, N, "no xmin gives a power law with alpha > 1")
     return PowerLawFit(alpha, float(nz[i]), D, N - i, N, method)

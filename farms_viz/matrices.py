@@ -4,12 +4,10 @@ Rules (kept in this one place):
 - ``linear``: the weight as stored, (out_features, in_features).
 - ``conv1d_hf``: Hugging Face ``Conv1D`` (GPT-2) stores (in, out); transposed to (out, in).
 - ``conv2d`` (out, in, kh, kw) and ``conv1d`` (out, in, k): kh*kw (or k) kernel-position
-  slices of out x in, each scaled by sqrt(conv_norm); their eigenvalues are pooled. FARMS
-  applies its window grid to every slice and pools all windows (the release's conv variant
-  instead takes one cols/Q x cols window per slice; see the README).
-- ``conv2d_depthwise`` (out, 1, kh, kw) with kh*kw > 1: every slice would be a single
-  column with one eigenvalue, so the kernels form one out x (kh*kw) matrix (a row per
-  channel), scaled by sqrt(conv_norm).
+  slices of out x in, each scaled by sqrt(conv_norm); their eigenvalues are pooled (the
+  FARMS release and WeightWatcher). How FARMS windows them is ``Settings.conv_rule``.
+- ``conv2d_depthwise`` (out, 1, kh, kw): the same kh*kw slices, each out x 1, whose one
+  eigenvalue is a squared column norm, as in the FARMS release and WeightWatcher.
 - ``embedding``: the (num_embeddings, dim) table, analysed only when asked.
 """
 
@@ -78,14 +76,10 @@ def to_matrices(weight: torch.Tensor, kind: str, conv_norm: float = 0.5) -> Laye
     if kind == "conv1d":
         _expect(w, 3, kind)
         return LayerMatrices(kind, w.permute(2, 0, 1).contiguous() * s)
-    if kind == "conv2d":
+    if kind in ("conv2d", "conv2d_depthwise"):
         _expect(w, 4, kind)
         out, inp, kh, kw = w.shape
         return LayerMatrices(kind, w.permute(2, 3, 0, 1).reshape(kh * kw, out, inp) * s)
-    if kind == "conv2d_depthwise":
-        _expect(w, 4, kind)
-        out, _, kh, kw = w.shape
-        return LayerMatrices(kind, w.reshape(1, out, kh * kw) * s)
     raise FarmsError(f"unknown layer kind {kind!r}")
 
 

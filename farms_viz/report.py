@@ -16,11 +16,11 @@ import torch
 from .cache import LayerCache, tensor_key
 from .config import Settings
 from .errors import FarmsError
-from .fits import PowerLawFit, fit_power_law, nonzero_eigs
+from .fits import PowerLawFit, fit_power_law, mean_fit
 from .matrices import LayerMatrices, to_matrices
 from .mp import MPFit, fit_mp
 from .sources import Source, TensorRef, open_source
-from .spectra import WindowGrid, esd, farms_esd, torch_threads
+from .spectra import WindowGrid, conv_block_esds, esd, farms_esd, torch_threads
 
 COLUMNS = [
     "layer", "kind", "rows", "cols", "aspect_ratio", "n_slices", "window_rows", "window_cols",
@@ -132,30 +132,29 @@ def analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None =
         row.update(rows=mats.rows, cols=mats.cols, n_slices=mats.n_slices,
                    aspect_ratio=max(mats.rows, mats.cols) / min(mats.rows, mats.cols))
         e_raw = esd(mats.slices, settings.device)
-        e_farms, grid = farms_esd(mats.slices, settings.window, settings.q, settings.ops, settings.device,
-                                  raw=e_raw)
+        side = farms_side(mats, settings, e_raw)
     except FarmsError as e:
         row["status"] = str(e)
         return row, None
+    e_farms, grid, ff = side.esd, side.grid, side.fit
     long_, short = max(mats.rows, mats.cols), min(mats.rows, mats.cols)
     wl, ws = max(grid.h, grid.w), min(grid.h, grid.w)
     fr = fit_power_law(e_raw, settings.fit, settings.xmin_pos, dim=long_)
-    ff = fit_power_law(e_farms, settings.fit, settings.xmin_pos, dim=wl)
     mr = fit_mp(e_raw, long_, short)
     mf = fit_mp(e_farms, wl, ws)
     lam_max = float(e_raw[-1]) if e_raw.size else math.nan
     fro2 = float(e_raw.sum())
-    log_sn = math.log10(lam_max) if lam_max > 0 else math.nan
+    n_windows = grid.n_windows * mats.n_slices
     row.update(
-        window_rows=grid.h, window_cols=grid.w, n_windows=grid.n_windows * mats.n_slices,
+        window_rows=grid.h, window_cols=grid.w, n_windows=n_windows,
         n_eigs_raw=fr.n_eigs, n_eigs_farms=ff.n_eigs,
         alpha_raw=fr.alpha, alpha_farms=ff.alpha, xmin_raw=fr.xmin, xmin_farms=ff.xmin,
         D_raw=fr.D, D_farms=ff.D, n_tail_raw=fr.n_tail, n_tail_farms=ff.n_tail,
         spectral_norm=lam_max, frobenius_norm2=fro2,
         stable_rank=fro2 / lam_max if lam_max > 0 else math.nan,
-        alpha_hat_raw=fr.alpha * log_sn, alpha_hat_farms=ff.alpha * log_sn,
+        alpha_hat_raw=fr.alpha * _log10(lam_max), alpha_hat_farms=side.alpha_hat,
         mp_sigma_raw=mr.sigma, mp_sigma_farms=mf.sigma,
-        n_spikes_raw=mr.n_spikes, n_spikes_farms=mf.n_spikes,
+        n_spikes_raw=mr.n_spikes, n_spikes_farms=mf.n_spikes / n_windows,
     )
     statuses = [s for s in (fr.status, ff.status) if s != "ok"]
     if statuses:
@@ -168,6 +167,42 @@ def analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None =
                         "mp": [asdict(mr), asdict(mf)], "grid": asdict(grid)},
                   {"esd_raw": e_raw, "esd_farms": e_farms, "thumbnail": spec.thumbnail})
     return row, spec
+
+
+def _log10(x: float) -> float:
+    return math.log10(x) if x > 0 else math.nan
+
+
+@dataclass
+class FarmsSide:
+    """A layer's FARMS result: the pooled ESD (for plots), the window grid, the fit and
+    alpha_hat (alpha times log10 of the largest pooled eigenvalue, as in the release)."""
+
+    esd: np.ndarray
+    grid: WindowGrid
+    fit: PowerLawFit
+    alpha_hat: float
+
+
+#: Layer kinds made of kernel-position slices, whose FARMS windows follow ``Settings.conv_rule``.
+CONV_KINDS = ("conv2d", "conv2d_depthwise", "conv1d")
+
+
+def farms_side(mats: LayerMatrices, settings: Settings, e_raw: np.ndarray) -> FarmsSide:
+    """FARMS for one layer: the window grid's pooled ESD and its fit or, for conv layers under
+    the ``release`` conv rule, one fit per block (spectra.conv_blocks) averaged like the release
+    (alpha_hat too: the mean of the blocks' alpha * log10 of their largest eigenvalue)."""
+    if mats.kind in CONV_KINDS and settings.conv_rule == "release":
+        blocks, grid = conv_block_esds(mats.slices, settings.q, settings.device)
+        dim = max(grid.h, grid.w)
+        fits = [fit_power_law(b, settings.fit, settings.xmin_pos, dim=dim) for b in blocks]
+        hats = [f.alpha * _log10(float(b[-1])) for f, b in zip(fits, blocks) if f.status == "ok" and b.size]
+        fit = mean_fit(fits)
+        return FarmsSide(np.sort(np.concatenate(blocks)), grid, fit,
+                         float(np.mean(hats)) if hats else math.nan)
+    e, grid = farms_esd(mats.slices, settings.window, settings.q, settings.ops, settings.device, raw=e_raw)
+    fit = fit_power_law(e, settings.fit, settings.xmin_pos, dim=max(grid.h, grid.w))
+    return FarmsSide(e, grid, fit, fit.alpha * _log10(float(e[-1]) if e.size else math.nan))
 
 
 def _from_cache(ref: TensorRef, row: dict, record: dict, arrays: dict) -> tuple[dict, LayerSpectra]:

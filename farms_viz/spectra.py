@@ -137,10 +137,42 @@ def eigvalsh_batched(g: torch.Tensor) -> torch.Tensor:
         return torch.cat(list(_pool(len(parts)).map(torch.linalg.eigvalsh, parts)))
 
 
+#: Matrices whose largest |entry| is within 2^+-SCALE_FREE_EXP of 1 go to the Gram product as they
+#: are; others are first scaled by a power of two (see :func:`_gram_eigs`).
+SCALE_FREE_EXP = 30
+
+
 def _gram_eigs(x: torch.Tensor) -> torch.Tensor:
-    """Eigenvalues of the smaller Gram matrix of each matrix in a stack (k, m, n), ascending."""
+    """Eigenvalues of the smaller Gram matrix of each matrix in a stack (k, m, n): float64, ascending.
+
+    A float32 Gram matrix overflows once n * max|w|^2 passes 3.4e38 (float32 weights x 1e25
+    gave LinAlgError and lost the run). So a matrix whose largest |entry| is far from 1 is first
+    multiplied by 2^-e (e its binary exponent; exact, no rounding) and its eigenvalues by 4^e
+    after, in float64. FarmsError where they exceed float64 (entries past ~1e154).
+    """
+    amax = x.detach().abs().amax(dim=(-2, -1)).to(torch.float64)
+    if not bool(torch.isfinite(amax).all()):
+        from .errors import FarmsError
+
+        raise FarmsError("the matrix has entries beyond the range of float32, in which spectra are computed; "
+                         "alpha is scale-free: divide the weights by a power of two.")
+    _, e = torch.frexp(amax)  # amax = f * 2^e, f in [0.5, 1); e = 0 for an all-zero matrix
+    hi = int(np.log2(torch.finfo(x.dtype).max)) - 2  # 2^-e and 2^e stay normal numbers
+    e = e.clamp(-hi, hi)
+    scaled = bool((e.abs() > SCALE_FREE_EXP).any())
+    if scaled:
+        x = x * torch.ldexp(torch.ones((), dtype=x.dtype, device=x.device), -e.to(x.dtype))[:, None, None]
     g = x.mT @ x if x.shape[-2] >= x.shape[-1] else x @ x.mT
-    return eigvalsh_batched(g)
+    ev = eigvalsh_batched(g).to(torch.float64)
+    if not scaled:
+        return ev
+    back = torch.ldexp(torch.ones((), dtype=torch.float64, device=ev.device), 2 * e.to(torch.float64))
+    if not bool(torch.isfinite(back).all()):
+        from .errors import FarmsError
+
+        raise FarmsError("the squared singular values of this matrix exceed float64's range (entries past ~1e154); "
+                         "alpha is scale-free: divide the weights by a power of two.")
+    return ev * back[:, None]
 
 
 def matrix_eigs(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarray:
@@ -277,3 +309,35 @@ def _block_gram_esd(mats: torch.Tensor, grid: WindowGrid) -> np.ndarray:
         out.append(eigvalsh_batched(grams).clamp_min(0).reshape(-1).cpu().numpy())
     return np.sort(np.concatenate(out))
 
+
+
+def conv_blocks(rows: int, cols: int, q: float) -> WindowGrid:
+    """The FARMS release's blocks for a conv slice of ``rows`` x ``cols`` (out x in).
+
+    ``net_esd_estimator_farms`` turns each kernel position into a slice transposed so that
+    R >= C (R, C the long and short side), takes windows of r x c with r = C // q, c = C for
+    q > 1 and r = C, c = C // (1 / q) otherwise (at least 1), and cuts block i as rows
+    [i r, (i + 1) r), columns [0, c) for i < R // C (leftover rows dropped). The blocks are
+    given here in the slice's own orientation (column blocks when out < in).
+    """
+    R, C = max(rows, cols), min(rows, cols)
+    if q > 1:
+        r, c = C // q, C
+    else:
+        r, c = C, C // (1 / q)
+    r, c = max(1, int(r)), max(1, int(c))
+    starts = tuple(i * r for i in range(R // C))
+    if rows >= cols:
+        return WindowGrid(rows, cols, r, c, starts, (0,), r, 0)
+    return WindowGrid(rows, cols, c, r, (0,), starts, 0, r)
+
+
+def conv_block_esds(slices: torch.Tensor, q: float, device: str = "cpu") -> tuple[list[np.ndarray], WindowGrid]:
+    """The release's conv FARMS ESDs: for each block of :func:`conv_blocks`, the pooled,
+    ascending eigenvalues of that block in every kernel-position slice (k, rows, cols)."""
+    mats = slices.to(_device(device), dtype=torch.float32)
+    k = mats.shape[0]
+    grid = conv_blocks(mats.shape[1], mats.shape[2], q)
+    stack = farms_windows(mats, grid)  # (k * n_blocks, h, w), slice-major
+    eigs = matrix_eigs(stack).reshape(k, grid.n_windows, -1)
+    return [np.sort(eigs[:, b].reshape(-1)) for b in range(grid.n_windows)], grid

@@ -20,8 +20,7 @@ def pareto_sample(alpha, n, xmin=1.0, seed=0):
 def loop_fit(eigs, method, xmin_pos=2.0, bins=100):
     """An independent per-candidate loop written from the releases' stated procedure."""
     nz = np.sort(eigs.astype(np.float64))
-    if method == "ks":
-        nz = nz[nz > 1e-5]
+    nz = nz[nz > 1e-5] if method == "ks" else nz[nz > 0]
     N = len(nz)
     if method == "xmin_mid":
         i = int(N / xmin_pos)
@@ -34,7 +33,10 @@ def loop_fit(eigs, method, xmin_pos=2.0, bins=100):
         logs = np.log10(nz)
         counts, edges = np.histogram(logs, bins=bins, range=(logs.min(), logs.max()))
         xmax = 1.5 * 10 ** edges[np.argmax(counts)]
+        xlow = np.log10(0.95 * 10 ** edges[np.argmax(counts)])  # compared with l itself, as released
     for i, xmin in enumerate(nz[:-1]):
+        if method == "xmin_peak" and xmin < xlow:
+            continue
         if method == "xmin_peak" and xmin > xmax:
             break
         n = N - i
@@ -76,6 +78,37 @@ def test_vectorised_search_equals_the_per_candidate_loop(method, seed):
     assert fit.alpha == pytest.approx(a, rel=1e-12)
     assert fit.xmin == xmin
     assert fit.D == pytest.approx(d, rel=1e-12)
+
+
+def bulk_and_tail(peak=5.0, seed=3):
+    """A log-normal bulk around ``peak`` reaching far below 1, plus a power-law tail."""
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([peak * rng.lognormal(0, 1.2, 3000), pareto_sample(2.5, 300, 4 * peak, seed)]))
+
+
+def test_xmin_peak_lower_bound_skips_eigenvalues_below_log10_of_the_peak():
+    e = bulk_and_tail()
+    p = peak_xmin(e)
+    assert p > 1.05 and e[0] < np.log10(0.95 * p)  # the bound bites on this spectrum
+    fit = fit_power_law(e, "xmin_peak")
+    a, xmin, d = loop_fit(e, "xmin_peak")
+    assert fit.alpha == pytest.approx(a, rel=1e-12) and fit.xmin == xmin and fit.D == pytest.approx(d, rel=1e-12)
+    assert fit.xmin >= np.log10(0.95 * p)
+    # the bound depends on the weights' scale, as in the release: shrinking the ESD below
+    # the bound's reach (peak < 1) admits every candidate up to 1.5 x peak
+    small = fit_power_law(e / 1e3, "xmin_peak")
+    a2, xmin2, _ = loop_fit(e / 1e3, "xmin_peak")
+    assert small.alpha == pytest.approx(a2, rel=1e-12) and small.xmin == pytest.approx(xmin2)
+
+
+def test_xmin_peak_keeps_tiny_positive_eigenvalues():
+    e = bulk_and_tail(seed=4)
+    tiny = np.concatenate([[1e-12], e])  # moves the histogram's range, hence the peak bin
+    fit = fit_power_law(tiny, "xmin_peak")
+    assert fit.n_eigs == tiny.size
+    a, xmin, _ = loop_fit(tiny, "xmin_peak")
+    assert fit.alpha == pytest.approx(a, rel=1e-12) and fit.xmin == xmin
+    assert fit_power_law(np.concatenate([[0.0, -1e-9], tiny]), "xmin_peak").n_eigs == tiny.size  # no log of <= 0
 
 
 def test_vectorised_search_equals_loop_on_pooled_heavy_tailed_esd():
@@ -157,7 +190,7 @@ def test_too_few_eigenvalues_is_a_status_not_a_crash():
     assert math.isnan(fit.alpha) and fit.status != "ok"
 
 
-def test_numerically_zero_eigenvalues_are_dropped():
+def test_numerically_zero_eigenvalues_are_dropped_for_display_and_ks():
     e = np.array([-1e-9, 0.0, 1e-20, 0.5, 1.0, 2.0])
     assert list(nonzero_eigs(e, dim=10)) == [0.5, 1.0, 2.0]
 

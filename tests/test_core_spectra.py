@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from farms_viz.matrices import infer_kind, to_matrices
-from farms_viz.spectra import esd, farms_esd, window_grid
+from farms_viz.spectra import conv_block_esds, conv_blocks, esd, farms_esd, window_grid
 
 
 def release_grid(rows, cols, num_row_samples, q, ops):
@@ -125,9 +125,38 @@ def test_hf_conv1d_is_transposed_to_out_by_in():
     assert (m.rows, m.cols) == (1152, 384)
 
 
-def test_depthwise_conv_becomes_channels_by_kernel_matrix():
-    m = to_matrices(torch.randn(32, 1, 3, 3), "conv2d_depthwise")
-    assert m.slices.shape == (1, 32, 9)
+def test_depthwise_conv_is_kernel_slices_of_one_column_each():
+    w = torch.randn(32, 1, 3, 3)
+    m = to_matrices(w, "conv2d_depthwise", conv_norm=0.5)
+    assert m.slices.shape == (9, 32, 1)
+    # each slice's one eigenvalue is its squared column norm (the release and WeightWatcher)
+    ref = np.sort((w.double() ** 2).sum(dim=(0, 1)).reshape(-1).numpy() * 0.5)
+    np.testing.assert_allclose(esd(m.slices), ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape,q,starts,hw", [
+    ((96, 16), 1.0, [0, 16, 32, 48, 64, 80], (16, 16)),  # tall: 6 row blocks of 16 x 16
+    ((16, 96), 1.0, [0, 16, 32, 48, 64, 80], (16, 16)),  # wide: slice transposed, column blocks
+    ((50, 20), 2.0, [0, 10], (10, 20)),     # q > 1: r = C // q = 10 rows, still R // C = 2 blocks
+    ((50, 20), 0.5, [0, 20], (20, 10)),     # q < 1: c = C // (1 / q) = 10 columns
+    ((32, 1), 1.0, list(range(32)), (1, 1)),  # depthwise: one 1 x 1 block per channel
+    ((45, 20), 1.0, [0, 20], (20, 20)),     # leftover rows (40..44) are dropped
+])
+def test_conv_blocks_follow_the_release(shape, q, starts, hw):
+    g = conv_blocks(*shape, q)
+    assert (g.h, g.w) == hw
+    assert list(g.row_starts if shape[0] >= shape[1] else g.col_starts) == starts
+    assert list(g.col_starts if shape[0] >= shape[1] else g.row_starts) == [0]
+
+
+def test_conv_block_esds_pool_block_i_across_slices():
+    w = torch.randn(9, 48, 16, generator=torch.Generator().manual_seed(2))
+    blocks, grid = conv_block_esds(w, 1.0)
+    assert len(blocks) == 3 == grid.n_windows
+    for i, b in enumerate(blocks):
+        ref = np.sort(np.concatenate([np.linalg.svd(w[k, 16 * i: 16 * (i + 1)].double().numpy(),
+                                                    compute_uv=False) ** 2 for k in range(9)]))
+        np.testing.assert_allclose(b, ref, rtol=1e-6, atol=1e-9)
 
 
 def test_kind_inference_from_names_and_shapes():
@@ -139,7 +168,7 @@ def test_kind_inference_from_names_and_shapes():
 
 
 def test_band_gram_route_equals_per_window_route():
-    from farms_viz.spectra import _band_gram_esd, batched_esd, farms_windows
+    from farms_viz.spectra import conv_block_esds, conv_blocks, _band_gram_esd, batched_esd, farms_windows
 
     W = torch.randn(1, 300, 230, generator=torch.Generator().manual_seed(8))
     grid = window_grid(300, 230, 100, 1.0, 6)
@@ -155,7 +184,7 @@ def test_band_gram_route_equals_per_window_route():
                                               ((90, 1000), 2000, 15), ((900, 100), 100, 3)])
 def test_block_gram_route_equals_per_window_route(shape, window, ops):
     """Windows sliding along one side: Gram matrices summed from row blocks, same eigenvalues."""
-    from farms_viz.spectra import _block_gram_esd, batched_esd, farms_windows
+    from farms_viz.spectra import conv_block_esds, conv_blocks, _block_gram_esd, batched_esd, farms_windows
 
     W = torch.randn(2, *shape, generator=torch.Generator().manual_seed(9)) / shape[1] ** 0.5
     grid = window_grid(*shape, window, 1.0, ops)
@@ -168,7 +197,7 @@ def test_block_gram_route_equals_per_window_route(shape, window, ops):
 
 
 def test_torch_threads_restores_the_count_even_on_error():
-    from farms_viz.spectra import torch_threads
+    from farms_viz.spectra import conv_block_esds, conv_blocks, torch_threads
 
     before = torch.get_num_threads()
     with pytest.raises(RuntimeError, match="inside"):
