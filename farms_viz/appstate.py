@@ -17,7 +17,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from .config import FITS, PRESETS, Settings
+from .config import CONV_RULES, FITS, PRESETS, Settings
 from .errors import FarmsError
 from .report import Report, analyze
 
@@ -28,11 +28,17 @@ BROWSER = "pages/2_Layer_browser.py"
 MAX_REPORTS = 6
 SOURCE_KINDS = {"zoo": "Model zoo", "path": "Local path", "upload": "Upload", "hub": "Hugging Face hub"}
 FIT_HELP = {
-    "xmin_peak": "xmin_peak: best KS fit near the ESD's peak (FARMS / AlphaPruning)",
+    "xmin_peak": "xmin_peak: best KS fit near the ESD's peak (FARMS / AlphaPruning release, its lower bound included)",
     "xmin_mid": "xmin_mid: tail = top 1/xmin_pos of eigenvalues (TempBalance)",
     "ks": "ks: best KS fit over all eigenvalues (WeightWatcher)",
 }
-SETTING_FIELDS = ("fit", "xmin_pos", "window", "q", "ops", "device", "include_embeddings")
+SETTING_FIELDS = ("fit", "xmin_pos", "window", "q", "ops", "conv_rule", "device", "include_embeddings")
+#: Settings that travel in the URL when they differ from the preset's.
+URL_FIELDS = ("fit", "xmin_pos", "window", "q", "ops", "conv_rule")
+CONV_RULE_HELP = {
+    "release": "release — blocks of C x C per kernel slice, block alphas averaged (FARMS release)",
+    "grid": "grid — the window grid on every kernel slice, one pooled ESD",
+}
 
 
 # ------------------------------------------------------------------ source specs
@@ -189,7 +195,7 @@ def _init_settings() -> None:
     if "s_preset" not in st.session_state:
         st.session_state["s_preset"] = qp.get("preset", "llm") if qp.get("preset", "llm") in PRESETS else "llm"
     base = Settings.preset(st.session_state["s_preset"]).as_dict()
-    casts = {"window": int, "ops": int, "q": float, "xmin_pos": float, "fit": str}
+    casts = {"window": int, "ops": int, "q": float, "xmin_pos": float, "fit": str, "conv_rule": str}
     for f in SETTING_FIELDS:
         k = "s_" + f
         if k in st.session_state:
@@ -240,7 +246,10 @@ def sidebar_settings() -> Settings:
                    help="The paper's settings for language models or for image classifiers; "
                         "choosing one resets the options below.")
         persisted(st.selectbox, "Power-law fit rule", "s_fit", options=list(FITS), format_func=FIT_HELP.get,
-                   help="How the start of the tail (xmin) is chosen before alpha is estimated.")
+                   help="How the start of the tail (xmin) is chosen before alpha is estimated. xmin_peak "
+                        "follows the FARMS release exactly, including its lower bound (candidates below "
+                        "log10(0.95 × peak) are skipped, so alpha can depend on the weights' scale); "
+                        "ks equals WeightWatcher's fit.")
         persisted(st.number_input, "xmin_pos", "s_xmin_pos", min_value=1.01, max_value=100.0, step=0.5,
                    disabled=st.session_state["s_fit"] != "xmin_mid",
                    help="Only for xmin_mid: the tail is the largest N / xmin_pos eigenvalues (2 = top half).")
@@ -252,6 +261,12 @@ def sidebar_settings() -> Settings:
                         "longer depends on each matrix's own shape (q = 1: square windows).")
         persisted(st.number_input, "Windows per dimension (ops)", "s_ops", min_value=1, max_value=50, step=1,
                    help="How many overlapping windows FARMS slides along each side; the total is up to ops².")
+        persisted(st.selectbox, "Conv layers (FARMS)", "s_conv_rule", options=list(CONV_RULES),
+                  format_func=CONV_RULE_HELP.get,
+                  help="How FARMS windows a conv layer. release (default, the paper's CV numbers): each "
+                       "kernel position's out × in slice, long side down, is cut into C × C blocks (C the "
+                       "short side); block i is pooled over all kernel positions, fitted, and the block "
+                       "alphas are averaged. grid: the window grid above on every slice, all pooled.")
         devices = ["cpu"] + (["cuda"] if _cuda() else [])
         if st.session_state["s_device"] not in devices:
             st.session_state["s_device"] = "cpu"
@@ -301,10 +316,10 @@ def _sync_url(spec: SourceSpec, settings: Settings) -> None:
     want = {}
     if st.session_state.get("s_preset", "llm") != "llm":
         want["preset"] = st.session_state["s_preset"]
-    for f in ("fit", "xmin_pos", "window", "q", "ops"):
+    for f in URL_FIELDS:
         if getattr(settings, f) != getattr(base, f):
             want[f] = str(getattr(settings, f))
-    for f in ("preset", "fit", "xmin_pos", "window", "q", "ops"):
+    for f in ("preset",) + URL_FIELDS:
         if f in want:
             if qp.get(f) != want[f]:
                 qp[f] = want[f]

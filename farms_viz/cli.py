@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from .config import CONV_RULES, DEVICES, FITS, PRESETS
 from .errors import FarmsError
 
 
@@ -29,21 +30,25 @@ class _Bar:
 
 
 def _add_analysis_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=["llm", "cnn"], default="llm",
+    p.add_argument("--preset", choices=list(PRESETS), default="llm",
                    help="the paper's settings: llm (xmin_peak, 2000/1.0/15, default) or cnn (xmin_mid, 100/1.0/9)")
-    p.add_argument("--fit", choices=["xmin_peak", "xmin_mid", "ks"], help="power-law xmin rule")
+    p.add_argument("--fit", choices=FITS, help="power-law xmin rule (xmin_peak: the FARMS release's, "
+                   "lower bound included; ks: WeightWatcher's)")
     p.add_argument("--xmin-pos", type=float, help="xmin_mid: xmin = esd[int(N / xmin_pos)] (default 2)")
     p.add_argument("--window", type=int, help="FARMS window rows (default 2000; capped by the short side)")
     p.add_argument("--q", type=float, help="FARMS window aspect ratio cols/rows (default 1.0)")
     p.add_argument("--ops", type=int, help="FARMS windows per dimension (default 15)")
-    p.add_argument("--device", choices=["cpu", "cuda"], help="where the linear algebra runs (default cpu)")
+    p.add_argument("--conv-rule", choices=CONV_RULES, help="FARMS on conv layers: release (default: the "
+                   "release's C x C blocks per kernel slice, block alphas averaged) or grid (the window grid "
+                   "on every slice, one pooled ESD)")
+    p.add_argument("--device", choices=DEVICES, help="where the linear algebra runs (default cpu)")
     p.add_argument("--include-embeddings", action="store_true", default=None, help="analyse embedding tables too")
     p.add_argument("--layers", metavar="REGEX", help="only layers whose name matches REGEX")
 
 
 def _settings_kwargs(a) -> dict:
     return dict(preset=a.preset, fit=a.fit, xmin_pos=a.xmin_pos, window=a.window, q=a.q, ops=a.ops,
-                device=a.device, include_embeddings=a.include_embeddings, layers=a.layers)
+                conv_rule=a.conv_rule, device=a.device, include_embeddings=a.include_embeddings, layers=a.layers)
 
 
 def _summary(report) -> str:

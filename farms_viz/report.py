@@ -238,7 +238,8 @@ def select_refs(src: Source, settings: Settings, layers: str | None) -> list[Ten
 
 def analyze(source, *, settings: Settings | None = None, preset: str | None = None, fit: str | None = None,
             xmin_pos: float | None = None, window: int | None = None, q: float | None = None,
-            ops: int | None = None, device: str | None = None, include_embeddings: bool | None = None,
+            ops: int | None = None, conv_rule: str | None = None, device: str | None = None,
+            include_embeddings: bool | None = None,
             layers: str | None = None, progress: Progress | None = None, cache: bool = True,
             executor: str = "local", address: str | None = None) -> Report:
     """Raw and FARMS analysis of every matrix layer of ``source``.
@@ -249,7 +250,7 @@ def analyze(source, *, settings: Settings | None = None, preset: str | None = No
     ``executor="ray"`` runs a task per layer on the Ray cluster at ``address`` (or a local
     Ray), with the same table (see distributed.py).
     """
-    overrides = dict(fit=fit, xmin_pos=xmin_pos, window=window, q=q, ops=ops, device=device,
+    overrides = dict(fit=fit, xmin_pos=xmin_pos, window=window, q=q, ops=ops, conv_rule=conv_rule, device=device,
                      include_embeddings=include_embeddings)
     if settings is None:
         settings = Settings.preset(preset or "llm", **overrides)
