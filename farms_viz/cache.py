@@ -2,7 +2,8 @@
 
 An entry is one ``.npz`` (no pickle: arrays plus a JSON record), written to a temporary
 file and moved into place with ``os.replace``, so readers never see half an entry. A
-corrupt or foreign entry (truncated zip, bad CRC, wrong key) is deleted and recomputed.
+corrupt or foreign entry (truncated zip, bad CRC, wrong key, or a record that does not rebuild a
+result: see ``report._from_cache``) is a miss: it is deleted and recomputed.
 """
 
 from __future__ import annotations
@@ -71,11 +72,15 @@ class LayerCache:
                 raise ValueError("key mismatch")
             return record, arrays
         except Exception:  # any damage: drop it and recompute
-            try:
-                p.unlink()
-            except OSError:
-                pass
+            self.drop(key)
             return None
+
+    def drop(self, key: str) -> None:
+        """Remove an entry (one found damaged: its record does not rebuild a result)."""
+        try:
+            self._path(key).unlink()
+        except OSError:
+            pass
 
     def put(self, key: str, record: dict, arrays: dict[str, np.ndarray]) -> None:
         """Write atomically; a cache that cannot be written is skipped silently."""

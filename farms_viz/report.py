@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -17,10 +17,12 @@ from .cache import LayerCache, tensor_key
 from .config import Settings
 from .errors import FarmsError
 from .fits import PowerLawFit, fit_power_law, mean_fit
+from .layerfilter import compile_filter, filter_names
 from .matrices import LayerMatrices, to_matrices
 from .mp import MPFit, fit_mp
 from .sources import Source, TensorRef, open_source
 from .spectra import WindowGrid, conv_block_esds, esd, farms_esd, torch_threads
+from .tables import to_csv
 
 COLUMNS = [
     "layer", "kind", "rows", "cols", "aspect_ratio", "n_slices", "window_rows", "window_cols",
@@ -80,7 +82,7 @@ class Report:
         if str(path).endswith(".json"):
             self.table.to_json(path, orient="records", indent=1)
         else:
-            self.table.to_csv(path, index=False)
+            to_csv(self.table, path)
 
 
 def _empty_row(ref: TensorRef) -> dict:
@@ -111,11 +113,22 @@ def check_tensor(t: torch.Tensor) -> str | None:
 
 def analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None = None
                   ) -> tuple[dict, LayerSpectra | None]:
-    """Analyse one tensor: raw ESD, FARMS pooled ESD, fits and norms. Never raises FarmsError.
+    """Analyse one tensor: raw ESD, FARMS pooled ESD, fits and norms. Never raises (but for
+    KeyboardInterrupt): a FarmsError becomes the layer's status, any other exception the status
+    ``internal error: ...``, and the other layers go on.
 
     With a ``cache``, a tensor whose bytes, kind and settings were analysed before is read
     back instead of recomputed.
     """
+    try:
+        return _analyze_layer(ref, settings, cache)
+    except Exception as e:  # a bug or a library failure in one layer must not lose the whole run
+        row = _empty_row(ref)
+        row["status"] = f"internal error: {type(e).__name__}: {e}"
+        return row, None
+
+
+def _analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None) -> tuple[dict, LayerSpectra | None]:
     row = _empty_row(ref)
     t0 = time.perf_counter()
     try:
@@ -126,7 +139,11 @@ def analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None =
             return row, None
         key = tensor_key(w, ref.kind, settings) if cache is not None else None
         if key is not None and (hit := cache.get(key)) is not None:
-            return _from_cache(ref, row, *hit)
+            try:
+                return _from_cache(ref, row, *hit)
+            except (KeyError, TypeError, ValueError, AttributeError):  # a damaged record: a miss
+                cache.drop(key)
+                row = _empty_row(ref)
         mats: LayerMatrices = to_matrices(w, ref.kind, settings.conv_norm)
         del w
         row.update(rows=mats.rows, cols=mats.cols, n_slices=mats.n_slices,
@@ -205,14 +222,56 @@ def farms_side(mats: LayerMatrices, settings: Settings, e_raw: np.ndarray) -> Fa
     return FarmsSide(e, grid, fit, fit.alpha * _log10(float(e[-1]) if e.size else math.nan))
 
 
+_TEXT_COLUMNS = ("layer", "kind", "dtype", "status")
+_JSON_TYPES = {"float": (int, float), "int": (int,), "str": (str,), "bool": (bool,)}
+
+
+def _typed(cls, d: dict):
+    """``cls(**d)`` with every field of its annotated JSON type; ValueError for anything else."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{cls.__name__} record is not an object")
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in d:
+            if f.default is dataclasses.MISSING:
+                raise ValueError(f"{cls.__name__} record lacks {f.name}")
+            continue
+        v = d[f.name]
+        t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        if t.startswith("tuple"):
+            if not isinstance(v, list) or not all(type(i) is int for i in v):
+                raise ValueError(f"{cls.__name__}.{f.name} is not a list of integers")
+            v = tuple(v)
+        elif not isinstance(v, _JSON_TYPES[t]) or (isinstance(v, bool) and t != "bool"):
+            raise ValueError(f"{cls.__name__}.{f.name} has type {type(v).__name__}")
+        out[f.name] = v
+    return cls(**out)
+
+
 def _from_cache(ref: TensorRef, row: dict, record: dict, arrays: dict) -> tuple[dict, LayerSpectra]:
-    """Rebuild a row and its spectra from a cache entry (the layer name is the current one)."""
-    row.update(record["row"])
+    """Rebuild a row and its spectra from a cache entry (the layer name is the current one).
+
+    A record of the right key but the wrong shape or types raises KeyError, TypeError or
+    ValueError, which the caller treats as a miss (and deletes the entry).
+    """
+    cached = record["row"]
+    if not isinstance(cached, dict) or not set(cached) <= set(COLUMNS):
+        raise ValueError("the cached row has unknown columns")
+    for k, v in cached.items():
+        ok = isinstance(v, str) if k in _TEXT_COLUMNS else v is None or type(v) in (int, float)
+        if not ok:
+            raise ValueError(f"the cached row's {k} has type {type(v).__name__}")
+    for name, ndim in (("esd_raw", 1), ("esd_farms", 1), ("thumbnail", 2)):
+        a = arrays[name]
+        if a.ndim != ndim or a.dtype.kind != "f":
+            raise ValueError(f"the cached {name} is not a {ndim}-D float array")
+    row.update(cached)
     row["layer"] = ref.layer
-    g = record["grid"]
-    grid = WindowGrid(**{**g, "row_starts": tuple(g["row_starts"]), "col_starts": tuple(g["col_starts"])})
-    fr, ff = (PowerLawFit(**f) for f in record["fits"])
-    mr, mf = (MPFit(**m) for m in record["mp"])
+    grid = _typed(WindowGrid, record["grid"])
+    fr, ff = (_typed(PowerLawFit, f) for f in record["fits"])
+    mr, mf = (_typed(MPFit, m) for m in record["mp"])
+    if not isinstance(record["kind"], str):
+        raise ValueError("the cached kind is not text")
     spec = LayerSpectra(ref.layer, record["kind"], int(row["rows"]), int(row["cols"]), arrays["esd_raw"],
                         arrays["esd_farms"], fr, ff, mr, mf, grid, arrays["thumbnail"])
     return row, spec
@@ -220,17 +279,14 @@ def _from_cache(ref: TensorRef, row: dict, record: dict, arrays: dict) -> tuple[
 
 def select_refs(src: Source, settings: Settings, layers: str | None) -> list[TensorRef]:
     """The tensors to analyse: matrix layers, embeddings only when asked, names matching ``layers``."""
-    try:
-        pat = re.compile(layers) if layers else None
-    except re.error as e:
-        raise FarmsError(f"the layer filter {layers!r} is not a valid regular expression ({e}).") from None
+    match = compile_filter(layers)
     out = []
     for ref in src.tensors():
         if ref.kind is None:
             continue
         if ref.kind == "embedding" and not settings.include_embeddings:
             continue
-        if pat and not pat.search(ref.layer):
+        if not match(ref.layer):
             continue
         out.append(ref)
     return out
@@ -260,7 +316,7 @@ def analyze(source, *, settings: Settings | None = None, preset: str | None = No
     if src.metrics is not None:
         table = src.metrics.copy()
         if layers:
-            table = table[table["layer"].str.contains(layers, regex=True)].reset_index(drop=True)
+            table = table[filter_names(table["layer"], layers)].reset_index(drop=True)
         return Report(src.name, settings, table, {}, metrics_only=True)
     refs = select_refs(src, settings, layers)
     if not refs:

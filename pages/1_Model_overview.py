@@ -17,7 +17,8 @@ st.title(f"Model overview — {app.current_spec().title}")
 f1, f2 = st.columns([2, 1])
 pattern = f1.text_input("Filter layers by name (regular expression)", key="ov_pattern",
                         placeholder=r"e.g. attention  or  layer\.[0-2]\.  or  ^features",
-                        help="Python regular expression matched anywhere in the layer name.")
+                        help="Regular expression matched anywhere in the layer name (RE2: Python syntax "
+                             "without back-references or look-around; always fast).")
 kinds = layer_kinds(report.table)
 chosen = f2.multiselect("Layer kinds", kinds, key="ov_kinds", placeholder="all kinds") if kinds else []
 try:
