@@ -214,6 +214,40 @@ def peak_bounds(nz: np.ndarray, bins: int = PEAK_BINS) -> tuple[int, int]:
     return start, stop
 
 
+#: WeightWatcher fits fewer eigenvalues than this with its small-sample estimator (SMALL_N_CUTOFF).
+SMALL_N = 20
+#: ... whose candidate tails have at least this many eigenvalues (WW's k_min).
+SMALL_N_TAIL = 8
+
+
+def _small_n_fit(nz: np.ndarray, method: str) -> PowerLawFit:
+    """WeightWatcher 0.7.7's fit of fewer than SMALL_N eigenvalues (``fit_powerlaw_smallN``).
+
+    Candidates: tails of n >= SMALL_N_TAIL eigenvalues with s = sum(log(l / xmin)) > 1e-12;
+    alpha = 1 + (n - 1) / s (the bias-corrected Hill estimator), D as everywhere; the first
+    minimum of D is kept (candidates with alpha <= 1 keep D = 1), as WW's analyze() reports.
+    No candidate: the whole sample is the tail.
+    """
+    N = nz.size
+    logs = np.log(nz)
+    alphas, Ds = np.zeros(N - 1), np.ones(N - 1)
+
+    def hill(i: int) -> float:
+        n = N - i
+        s = float(np.sum(logs[i:]) - n * logs[i])
+        return 1.0 + (n - 1.0) / s if s > 1e-12 else math.nan
+
+    cands = [i for i in range(N - SMALL_N_TAIL + 1) if np.isfinite(hill(i))]
+    for i in cands or [0]:
+        alphas[i] = a = hill(i)
+        if a > 1:
+            Ds[i] = ks_distance(nz[i:], float(nz[i]), a)
+    i = int(np.argmin(Ds))
+    if not (alphas[i] > 1 and np.isfinite(alphas[i])):
+        return PowerLawFit.failed(method, N, "no xmin gives a power law with alpha > 1")
+    return PowerLawFit(float(alphas[i]), float(nz[i]), float(Ds[i]), N - i, N, method)
+
+
 def fit_power_law(eigs: np.ndarray, method: str = "xmin_peak", xmin_pos: float = 2.0,
                   bins: int = PEAK_BINS, dim: int = 1) -> PowerLawFit:
     """Fit the ESD's power-law tail with one of the xmin rules.
@@ -224,19 +258,19 @@ def fit_power_law(eigs: np.ndarray, method: str = "xmin_peak", xmin_pos: float =
     xmin_peak  xmin minimising D among eigenvalues l with log10(0.95 p) <= l <= 1.5 p, p the
                left edge of the tallest of 100 log10 bins (the FARMS / AlphaPruning
                releases, lower bound included; see :func:`peak_bounds`).
-    ks         xmin minimising D over every eigenvalue > 1e-5 (WeightWatcher's default).
+    ks         xmin minimising D over every eigenvalue > 1e-5 but the largest
+               (WeightWatcher 0.7.7's default fit); on fewer than 20 such eigenvalues its
+               small-sample estimator (see :func:`_small_n_fit`).
 
     xmin_mid and xmin_peak fit every positive eigenvalue, like the release
-    (``filter_zeros=False``; see :func:`positive_eigs`). ``ks`` drops numerically-zero
-    eigenvalues (``dim`` is the largest side of the matrices the ESD came from) and those
-    <= 1e-5, like WeightWatcher.
+    (``filter_zeros=False``; see :func:`positive_eigs`); ``ks`` those > 1e-5, like
+    WeightWatcher. A spectrum whose numerical rank (``dim``: the largest side of the matrices
+    it came from, see :func:`numerical_rank`) is below MIN_EIGS gets no fit.
     """
+    nz = positive_eigs(eigs)
     if method == "ks":
-        nz = nonzero_eigs(eigs, dim, EVALS_THRESH)
-        rank = nz.size
-    else:
-        nz = positive_eigs(eigs)
-        rank = numerical_rank(nz, dim)
+        nz = nz[nz > EVALS_THRESH]
+    rank = numerical_rank(nz, dim)
     N = nz.size
     if rank < MIN_EIGS:
         return PowerLawFit.failed(method, N, f"too few nonzero eigenvalues for a fit ({rank} < {MIN_EIGS})")
@@ -257,6 +291,8 @@ def fit_power_law(eigs: np.ndarray, method: str = "xmin_peak", xmin_pos: float =
     start = 0
     if method == "xmin_peak":
         start, n_cand = peak_bounds(nz, bins)
+    elif method == "ks" and N < SMALL_N:
+        return _small_n_fit(nz, method)
     elif method == "ks":
         n_cand = N - 1
     else:
