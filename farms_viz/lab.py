@@ -38,6 +38,19 @@ PER_DIM = 5
 FIT = "xmin_mid"
 SWEEP_RATIOS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 SWEEP_MODES = {"short": "fixed short side", "entries": "fixed number of entries"}
+#: Seeds numpy's generators accept as one 32-bit word (``seed=-1`` raised ValueError in the sweep).
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int from 0 to SEED_MAX, or FarmsError with that range."""
+    try:
+        ok = not isinstance(seed, bool) and int(seed) == seed and 0 <= seed <= SEED_MAX
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise FarmsError(f"the seed must be a whole number from 0 to {SEED_MAX} (got {seed!r}).")
+    return int(seed)
 
 Progress = Callable[[int, int, str], None]
 
@@ -73,12 +86,12 @@ class MatrixSpec:
             raise FarmsError(f"ν (degrees of freedom) must be from 0.5 to 1000 (got {self.nu}).")
         if not 0.5 <= self.mu <= 1000:
             raise FarmsError(f"μ (tail index) must be from 0.5 to 1000 (got {self.mu}).")
-        if not self.strength >= 0:
-            raise FarmsError(f"The signal strength must be zero or positive (got {self.strength}).")
+        if not (self.strength >= 0 and math.isfinite(self.strength)):
+            raise FarmsError(f"The signal strength must be a finite number, zero or positive (got {self.strength}).")
         if int(self.rank) != self.rank or not 1 <= self.rank <= min(self.rows, self.cols):
             raise FarmsError(f"The signal rank must be a whole number from 1 to the short side (got {self.rank}).")
         object.__setattr__(self, "rank", int(self.rank))
-        object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "seed", check_seed(self.seed))
 
     @property
     def long(self) -> int:
@@ -309,6 +322,9 @@ def sweep(dist: MatrixSpec, mode: str = "short", size: int = 256, ratios=SWEEP_R
     window = min(min(s) for s in shapes)
     window = min(window, LAB_WINDOW)
     settings = Settings(fit=fit, window=window, q=1.0, ops=int(per_dim))
+    if dist.seed + int(n_seeds) - 1 > SEED_MAX:
+        raise FarmsError(f"the sweep's seeds run from {dist.seed} to {dist.seed + int(n_seeds) - 1}; "
+                         f"the last must be at most {SEED_MAX}.")
     seeds = [dist.seed + k for k in range(int(n_seeds))]
     a_raw = np.full((len(ratios), len(seeds)), np.nan)
     a_farms = np.full_like(a_raw, np.nan)
