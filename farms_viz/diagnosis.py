@@ -136,18 +136,24 @@ def layer_numbers(spec, row: pd.Series | dict, which: str) -> dict[str, str]:
     esd = spec.esd_raw if which == "raw" else spec.esd_farms
     lam_max = float(esd[-1]) if len(esd) else math.nan
     fro2 = float(np.sum(esd)) if len(esd) else math.nan
-    return {
-        "alpha": _fmt(fit.alpha),
+    blocks = getattr(fit, "n_blocks", 1)
+    numbers = {
+        "alpha": _fmt(fit.alpha) + (f" (mean of {blocks} block fits)" if blocks > 1 else ""),
         "diagnosis": label(fit.alpha),
-        "xmin": _fmt(fit.xmin),
+        "xmin": _fmt(fit.xmin) + (" (block mean)" if blocks > 1 else ""),
         "KS distance D": _fmt(fit.D),
         "tail size": f"{fit.n_tail} of {fit.n_eigs}",
         "spectral norm λmax": _fmt(lam_max),
         "stable rank": _fmt(fro2 / lam_max if lam_max > 0 else math.nan),
         "MP σ (entry std)": _fmt(mp.sigma),
         "MP bulk edge λ+": _fmt(mp.lambda_plus),
-        "spikes above λ+": str(int(mp.n_spikes)),
     }
+    if which == "raw":
+        numbers["spikes above λ+"] = str(int(mp.n_spikes))
+    else:  # the table's n_spikes_farms: spikes counted in every window, averaged
+        n = row.get("n_spikes_farms", math.nan) if hasattr(row, "get") else math.nan
+        numbers["spikes above λ+ per window"] = _fmt(n)
+    return numbers
 
 
 def grid_caption(grid, n_slices: int = 1) -> str:

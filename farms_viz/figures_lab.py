@@ -116,14 +116,15 @@ def numbers_table(row: dict, theory_raw: MPFit | None, theory_farms: MPFit | Non
     """The lab's numbers, a row each for raw and FARMS: alpha, xmin, D, tail size, MP edge, spikes."""
     def side(which: str, th: MPFit | None) -> list[str]:
         sp = row.get(f"n_spikes_{which}")
-        if th is not None:
-            sp = th.n_spikes
+        if th is not None:  # counted against the theoretical edge; FARMS: per window, like the table
+            sp = th.n_spikes if which == "raw" else th.n_spikes / max(1, int(row["n_windows"]))
         return [_fmt(row[f"alpha_{which}"]), _fmt(row[f"xmin_{which}"]), _fmt(row[f"D_{which}"]),
                 f"{int(row[f'n_tail_{which}'])} of {int(row[f'n_eigs_{which}'])}",
-                _fmt(th.lambda_plus) if th is not None else "– (infinite variance)", str(int(sp))]
+                _fmt(th.lambda_plus) if th is not None else "– (infinite variance)",
+                str(int(sp)) if which == "raw" else _fmt(sp)]
 
     index = ["α (tail exponent)", "xmin (tail start)", "KS distance D", "eigenvalues in the tail",
-             "MP bulk edge λ+ (theory)", "spikes above λ+"]
+             "MP bulk edge λ+ (theory)", "spikes above λ+ (FARMS: per window)"]
     return pd.DataFrame([side("raw", theory_raw), side("farms", theory_farms)], index=["raw", "FARMS"],
                         columns=index)
 
