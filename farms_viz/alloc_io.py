@@ -9,6 +9,7 @@ import pandas as pd
 
 from .allocate import REQUIRED, Allocation, check_table
 from .errors import FarmsError
+from .tables import to_csv
 
 
 def read_table(report: str, progress=None) -> pd.DataFrame:
@@ -48,6 +49,6 @@ def write(alloc: Allocation, path: str) -> None:
         if s.endswith(".json"):
             Path(s).write_text(to_json(alloc) + "\n")
         else:
-            alloc.table.to_csv(s, index=False)
+            to_csv(alloc.table, s)
     except OSError as e:
         raise FarmsError(f"{path} cannot be written: {e.strerror or e}.") from None

@@ -3,11 +3,70 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
+import unicodedata
+from pathlib import Path
 
 from .config import CONV_RULES, DEVICES, FITS, PRESETS
 from .errors import FarmsError
+
+
+def terminal_text(text: str, newlines: bool = True) -> str:
+    """``text`` with control and format characters shown as escapes (``\\x1b``), so a layer
+    or file name cannot move the cursor, recolour or rewrite the terminal (ANSI sequences start
+    with ESC or CSI) or reorder it (bidi overrides). Newlines stay when ``newlines``."""
+    out = []
+    for ch in str(text):
+        if ch == "\n" and newlines:
+            out.append(ch)
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp"):
+            out.append(ascii(ch)[1:-1])
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _print(text: str = "", file=None) -> None:
+    print(terminal_text(text), file=file)
+
+
+def check_out(out: str, inputs=()) -> Path:
+    """``--out`` checked before any analysis: ``.csv``/``.json``, not a directory or special file,
+    in a folder where a file can be created, and not one of ``inputs`` (nor a file inside an
+    input folder): the analysis would otherwise run to the end and then fail, or overwrite
+    the weights it read."""
+    s = str(out)
+    if not (s.endswith(".csv") or s.endswith(".json")):
+        raise FarmsError(f"--out must end in .csv or .json (got {s}).")
+    p = Path(s).expanduser()
+    if p.is_dir():
+        raise FarmsError(f"--out {s} is a directory; give a file name such as {p / 'report.csv'}.")
+    if p.exists() and not p.is_file():
+        raise FarmsError(f"--out {s} exists and is not a regular file.")
+    for src in inputs:
+        q = Path(str(src)).expanduser()
+        if not q.exists():
+            continue  # a zoo name or a hub id
+        if p.exists() and os.path.samefile(p, q):
+            raise FarmsError(f"--out {s} is the input {src}; writing the table would overwrite it.")
+        if q.is_dir() and p.exists() and p.resolve().is_relative_to(q.resolve()):
+            raise FarmsError(f"--out {s} is a file of the input folder {src}; choose a new file name.")
+    parent = p.parent
+    if not parent.is_dir():
+        raise FarmsError(f"--out {s}: the folder {parent} does not exist.")
+    if p.exists():
+        if not os.access(p, os.W_OK):
+            raise FarmsError(f"--out {s} cannot be written (permission denied).")
+    else:
+        try:  # os.access says yes for root even under /proc; only creating a file tells
+            with tempfile.NamedTemporaryFile(dir=parent, prefix=".farms-viz-", suffix=".tmp"):
+                pass
+        except OSError as e:
+            raise FarmsError(f"--out {s} cannot be written in {parent} ({e.strerror or e}).") from None
+    return p
 
 
 class _Bar:
@@ -22,6 +81,7 @@ class _Bar:
         frac = done / total if total else 1.0
         fill = int(round(self.width * frac))
         bar = "#" * fill + "-" * (self.width - fill)
+        layer = terminal_text(layer, newlines=False)
         name = (layer[:48] + "...") if len(layer) > 51 else layer
         self.stream.write(f"\r[{bar}] {done}/{total} {time.perf_counter() - self.t0:6.1f}s {name:<51}")
         if done >= total:
@@ -75,15 +135,14 @@ def _summary(report) -> str:
 def cmd_analyze(a) -> int:
     from .report import analyze
 
-    if not (a.out.endswith(".csv") or a.out.endswith(".json")):
-        raise FarmsError(f"--out must end in .csv or .json (got {a.out}).")
+    check_out(a.out, [a.source])
     if a.address and a.executor != "ray":
         raise FarmsError("--address is the Ray cluster to use; give it with --executor ray.")
     report = analyze(a.source, progress=None if a.quiet else _Bar(), cache=not a.no_cache,
                      executor=a.executor, address=a.address, **_settings_kwargs(a))
     report.save(a.out)
-    print(_summary(report))
-    print(f"wrote {a.out}")
+    _print(_summary(report))
+    _print(f"wrote {a.out}")
     return 0
 
 
@@ -91,25 +150,25 @@ def cmd_compare(a) -> int:
     """Analyse A and B with the same options (each exactly as ``analyze`` would) and write the matched table."""
     from .compare import compare_summary, compare_tables, diagnosis_changes, change_text
     from .report import analyze
+    from .tables import to_csv
 
-    if not (a.out.endswith(".csv") or a.out.endswith(".json")):
-        raise FarmsError(f"--out must end in .csv or .json (got {a.out}).")
+    check_out(a.out, [a.a, a.b])
     reports = [analyze(src, progress=None if a.quiet else _Bar(), cache=not a.no_cache, **_settings_kwargs(a))
                for src in (a.a, a.b)]
     cmp = compare_tables(*reports)
     if a.out.endswith(".json"):
         cmp.to_json(a.out, orient="records", indent=1, double_precision=15)
     else:
-        cmp.to_csv(a.out, index=False)
+        to_csv(cmp, a.out)
     s = compare_summary(cmp)
-    print(f"A = {reports[0].name}, B = {reports[1].name}: {s['matched']} layers matched, {s['only_a']} only in A, "
+    _print(f"A = {reports[0].name}, B = {reports[1].name}: {s['matched']} layers matched, {s['only_a']} only in A, "
           f"{s['only_b']} only in B, {s['shape_differs']} with a different shape")
-    print(f"  mean delta alpha (B - A): raw {s['mean_delta_raw']:+.3f}  FARMS {s['mean_delta_farms']:+.3f}")
+    _print(f"  mean delta alpha (B - A): raw {s['mean_delta_raw']:+.3f}  FARMS {s['mean_delta_farms']:+.3f}")
     ch = diagnosis_changes(cmp)
-    print(f"  diagnosis changes: {s['changed_raw']} raw, {s['changed_farms']} FARMS")
+    _print(f"  diagnosis changes: {s['changed_raw']} raw, {s['changed_farms']} FARMS")
     for _, r in ch.head(10).iterrows():
-        print(f"    {r['layer']}: {change_text(r)}")
-    print(f"wrote {a.out}")
+        _print(f"    {r['layer']}: {change_text(r)}")
+    _print(f"wrote {a.out}")
     return 0
 
 
@@ -118,8 +177,7 @@ def cmd_allocate(a) -> int:
     from . import alloc_io
     from .allocate import alphapruning, param_counts, tempbalance, weighted_mean
 
-    if not (a.out.endswith(".csv") or a.out.endswith(".json")):
-        raise FarmsError(f"--out must end in .csv or .json (got {a.out}).")
+    check_out(a.out, [a.report])
     table = alloc_io.read_table(a.report, progress=_Bar())
     if a.scheme == "alphapruning":
         if a.sparsity is None:
@@ -133,20 +191,20 @@ def cmd_allocate(a) -> int:
     c_raw, c_farms = alloc.columns()
     d = alloc.table[c_farms] - alloc.table[c_raw]
     opts = ", ".join(f"{k}={v}" for k, v in alloc.settings.items() if v is not None)
-    print(f"{a.scheme}: {len(alloc.table)} layers ({opts})")
+    _print(f"{a.scheme}: {len(alloc.table)} layers ({opts})")
     if a.scheme == "alphapruning":
         p = param_counts(table)
-        print(f"  weighted mean sparsity: raw {weighted_mean(alloc.table[c_raw], p):.4f}  "
+        _print(f"  weighted mean sparsity: raw {weighted_mean(alloc.table[c_raw], p):.4f}  "
               f"FARMS {weighted_mean(alloc.table[c_farms], p):.4f}")
         for w in ("raw", "farms"):
             if alloc.capped[w]:
-                print(f"  {len(alloc.capped[w])} layers capped at sparsity 1 ({w}); the excess went to the others")
+                _print(f"  {len(alloc.capped[w])} layers capped at sparsity 1 ({w}); the excess went to the others")
     if alloc.missing["farms"] or alloc.missing["raw"]:
-        print(f"  {len(set(alloc.missing['raw']) | set(alloc.missing['farms']))} layers without alpha get "
+        _print(f"  {len(set(alloc.missing['raw']) | set(alloc.missing['farms']))} layers without alpha get "
               + ("the target sparsity" if a.scheme == "alphapruning" else "the base lr"))
     i = int(d.abs().idxmax())
-    print(f"  largest move FARMS - raw: {alloc.table['layer'][i]} {d[i]:+.4g}")
-    print(f"wrote {a.out}")
+    _print(f"  largest move FARMS - raw: {alloc.table['layer'][i]} {d[i]:+.4g}")
+    _print(f"wrote {a.out}")
     return 0
 
 
@@ -154,7 +212,7 @@ def cmd_zoo(a) -> int:
     from . import zoo
 
     for entry in zoo.list_entries():
-        print(f"{entry.name:<22} {entry.summary}")
+        _print(f"{entry.name:<22} {entry.summary}")
     return 0
 
 
@@ -211,10 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return a.func(a)
     except FarmsError as e:
-        print(f"farms-viz: {e}", file=sys.stderr)
+        _print(f"farms-viz: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("farms-viz: interrupted", file=sys.stderr)
+        _print("farms-viz: interrupted", file=sys.stderr)
         return 130
 
 
