@@ -225,6 +225,7 @@ class Allocation:
     ``table``: ``layer`` and ``ratio_raw``/``ratio_farms`` (AlphaPruning) or ``lr_raw``/``lr_farms``
     (TempBalance), in input order. ``capped``: layers capped at sparsity 1, per ``raw``/``farms``.
     ``missing``: layers without an alpha (given S or the base lr). ``settings``: the call's options.
+    ``left_out``: layers outside transformer blocks that ``blocks_only`` leaves dense.
     """
 
     scheme: str
@@ -232,6 +233,8 @@ class Allocation:
     settings: dict
     capped: dict = field(default_factory=lambda: {"raw": [], "farms": []})
     missing: dict = field(default_factory=lambda: {"raw": [], "farms": []})
+    #: layers left dense and out of the allocation (``blocks_only``), in input order
+    left_out: list = field(default_factory=list)
 
     @property
     def value(self) -> str:
@@ -276,9 +279,20 @@ def param_counts(table: pd.DataFrame) -> np.ndarray:
 
 
 def alphapruning(table: pd.DataFrame, sparsity: float, epsilon: float, block_wise: bool = False,
-                 block_size: int | None = None) -> Allocation:
-    """AlphaPruning sparsities from raw and from FARMS alphas (``block_size`` implies block-wise)."""
+                 block_size: int | None = None, blocks_only: bool = False) -> Allocation:
+    """AlphaPruning sparsities from raw and from FARMS alphas (``block_size`` implies block-wise).
+
+    ``blocks_only``: as the AlphaPruning release, only the layers inside numbered transformer
+    blocks (see :func:`in_blocks`) are allocated; the others (embeddings, pooler, head) stay
+    dense, out of the table and of the mean, and are listed in ``left_out``. A model without
+    such blocks is allocated whole.
+    """
     t = check_table(table)
+    left_out: list = []
+    if blocks_only and has_blocks(t["layer"]):
+        inside = in_blocks(t["layer"])
+        left_out = t["layer"][~inside].tolist()
+        t = t[inside].reset_index(drop=True)
     block_wise = block_wise or block_size is not None
     blocks = block_ids(t["layer"], block_size) if block_wise else None
     p = param_counts(t)
@@ -292,8 +306,9 @@ def alphapruning(table: pd.DataFrame, sparsity: float, epsilon: float, block_wis
         cols[f"ratio_{w}"] = r
         capped[w] = t["layer"][cap].tolist()
     settings = dict(sparsity=float(sparsity), epsilon=float(epsilon), block_wise=bool(block_wise),
-                    block_size=None if block_size is None else int(block_size))
-    return Allocation("alphapruning", pd.DataFrame({"layer": t["layer"], **cols}), settings, capped, missing)
+                    block_size=None if block_size is None else int(block_size), blocks_only=bool(blocks_only))
+    return Allocation("alphapruning", pd.DataFrame({"layer": t["layer"], **cols}), settings, capped, missing,
+                      left_out)
 
 
 def tempbalance(table: pd.DataFrame, lr: float, map: str = "linear", lr_min_ratio: float = 0.5,
@@ -318,6 +333,16 @@ def allocate(table: pd.DataFrame, scheme: str, **options) -> Allocation:
     if scheme == "tempbalance":
         return tempbalance(table, **options)
     raise FarmsError(f"unknown scheme {scheme!r}; use alphapruning or tempbalance.")
+
+
+def allocated_rows(alloc: Allocation, table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``table`` for the layers in ``alloc.table``, in its order (``blocks_only`` leaves some out)."""
+    return check_table(table).set_index("layer").loc[list(alloc.table["layer"])].reset_index()
+
+
+def allocated_params(alloc: Allocation, table: pd.DataFrame) -> np.ndarray:
+    """Parameters of the layers in ``alloc.table``, in its order."""
+    return param_counts(allocated_rows(alloc, table))
 
 
 def weighted_mean(values, params) -> float:

@@ -175,14 +175,15 @@ def cmd_compare(a) -> int:
 def cmd_allocate(a) -> int:
     """TempBalance learning rates or AlphaPruning sparsities from raw and FARMS alphas of a table."""
     from . import alloc_io
-    from .allocate import alphapruning, param_counts, tempbalance, weighted_mean
+    from .allocate import allocated_params, alphapruning, tempbalance, weighted_mean
 
     check_out(a.out, [a.report])
     table = alloc_io.read_table(a.report, progress=_Bar())
     if a.scheme == "alphapruning":
         if a.sparsity is None:
             raise FarmsError("--scheme alphapruning needs --sparsity S (e.g. 0.7).")
-        alloc = alphapruning(table, a.sparsity, a.epsilon, block_wise=a.block_wise, block_size=a.block_size)
+        alloc = alphapruning(table, a.sparsity, a.epsilon, block_wise=a.block_wise, block_size=a.block_size,
+                             blocks_only=a.blocks_only)
     else:
         if a.lr is None:
             raise FarmsError("--scheme tempbalance needs --lr LR (the base learning rate).")
@@ -193,7 +194,10 @@ def cmd_allocate(a) -> int:
     opts = ", ".join(f"{k}={v}" for k, v in alloc.settings.items() if v is not None)
     _print(f"{a.scheme}: {len(alloc.table)} layers ({opts})")
     if a.scheme == "alphapruning":
-        p = param_counts(table)
+        p = allocated_params(alloc, table)
+        if alloc.left_out:
+            _print(f"  {len(alloc.left_out)} layers outside transformer blocks left dense: "
+                   + ", ".join(alloc.left_out[:5]) + (" ..." if len(alloc.left_out) > 5 else ""))
         _print(f"  weighted mean sparsity: raw {weighted_mean(alloc.table[c_raw], p):.4f}  "
               f"FARMS {weighted_mean(alloc.table[c_farms], p):.4f}")
         for w in ("raw", "farms"):
@@ -251,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--block-size", type=int, help="alphapruning: average alpha over blocks of K consecutive layers")
     pl.add_argument("--block-wise", action="store_true", help="alphapruning: average alpha per transformer block "
                                                               "(blocks read from names like layers.N.)")
+    pl.add_argument("--blocks-only", action="store_true", help="alphapruning: allocate only the layers inside "
+                    "transformer blocks (names like layers.N.); the others stay dense, as in AlphaPruning")
     pl.add_argument("--lr", type=float, help="tempbalance: the base learning rate")
     pl.add_argument("--map", choices=["linear", "sqrt", "log2", "step"], default="linear", help="tempbalance map (default linear)")
     pl.add_argument("--lr-min-ratio", type=float, default=0.5, help="tempbalance linear/step: lowest lr / base lr (default 0.5)")

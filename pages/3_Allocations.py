@@ -7,6 +7,7 @@ from farms_viz import allocate as al
 from farms_viz import appstate as app
 from farms_viz import figures_alloc as fa
 from farms_viz.errors import FarmsError
+from farms_viz.tables import to_csv
 
 LLAMA = app.SourceSpec("zoo", "llama-7b-published")
 DEFAULTS = {"al_scheme": "alphapruning", "al_sparsity": 0.7, "al_epsilon": 0.3, "al_block_wise": False,
@@ -77,7 +78,8 @@ with st.container(border=True):
                           help="As AlphaPruning does: embeddings, pooler and head are left dense and out of the "
                                "allocation (they are not in the downloads).")
         options = dict(sparsity=sparsity, epsilon=epsilon, block_wise=block_wise,
-                       block_size=int(block_size) if block_wise and block_size else None)
+                       block_size=int(block_size) if block_wise and block_size else None,
+                       blocks_only=bool(transformer and st.session_state["al_blocks_only"]))
     else:
         lr = app.persisted(c[0].number_input, "Base learning rate", "al_lr", min_value=1e-8, max_value=10.0,
                            format="%.2g", step=1e-4)
@@ -94,21 +96,16 @@ with st.container(border=True):
         options = dict(lr=lr, map=amap, lr_min_ratio=lr_min, lr_max_ratio=lr_max, keep_first=keep_first,
                        keep_last=keep_last)
 
-table = report.table
-left_out = []
-if scheme == "alphapruning" and transformer and st.session_state["al_blocks_only"]:
-    inside = al.in_blocks(table["layer"])
-    left_out = table["layer"][~inside].tolist()
-    table = table[inside]
 try:
-    alloc = al.allocate(table, scheme, **options)
+    alloc = al.allocate(report.table, scheme, **options)
 except FarmsError as e:
     st.error(str(e))
     st.stop()
-table = al.check_table(table)
+left_out = alloc.left_out
+table = al.allocated_rows(alloc, report.table)
 c_raw, c_farms = alloc.columns()
 delta = alloc.table[c_farms] - alloc.table[c_raw]
-params = al.param_counts(table)
+params = al.allocated_params(alloc, report.table)
 
 # ---------------------------------------------------------------- numbers
 m = st.columns(4)
@@ -176,7 +173,7 @@ st.dataframe(top.style.format({"alpha_raw": "{:.2f}", "alpha_farms": "{:.2f}", c
                             c_farms: f"{alloc.value} FARMS", "delta": "FARMS − raw"})
 d1, d2, _ = st.columns([1, 1, 2])
 stem = f"{report.name}-{scheme}"
-d1.download_button("Download CSV", alloc.table.to_csv(index=False).encode(), key="al_csv",
+d1.download_button("Download CSV", to_csv(alloc.table).encode(), key="al_csv",
                    file_name=f"{stem}.csv", mime="text/csv", width="stretch")
 d2.download_button("Download JSON", alloc_io.to_json(alloc).encode(), key="al_json",
                    file_name=f"{stem}.json", mime="application/json", width="stretch",
@@ -185,6 +182,7 @@ st.caption("Same numbers from the command line: "
            + (f"`farms-viz allocate REPORT --scheme alphapruning --sparsity {options['sparsity']:g} "
               f"--epsilon {options['epsilon']:g}"
               + (f" --block-size {block_size}" if block_size else (" --block-wise" if options["block_wise"] else ""))
+              + (" --blocks-only" if options["blocks_only"] else "")
               if scheme == "alphapruning" else
               f"`farms-viz allocate REPORT --scheme tempbalance --lr {options['lr']:g} --map {options['map']} "
               f"--lr-min-ratio {options['lr_min_ratio']:g} --lr-max-ratio {options['lr_max_ratio']:g}"

@@ -70,3 +70,34 @@ def test_tempbalance_maps_render(amap):
     assert m["Base lr"] == "0.001" and "–" in m["lr range, FARMS α"]
     assert charts(at) == 4 and not at.error
     assert f"--map {amap}" in " ".join(c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("blocks_only", [True, False])
+def test_page_numbers_equal_the_cli_command_it_prints(tmp_path, blocks_only):
+    """The page prints 'Same numbers from the command line: farms-viz allocate ...'; run that
+    command on the same model and settings and compare every value the page shows."""
+    import shlex
+
+    import pandas as pd
+
+    from farms_viz import analyze
+    from farms_viz.cli import main
+
+    at = _page()
+    at.toggle(key="w_al_blocks_only").set_value(blocks_only)
+    ok(at.run())
+    caption = next(c.value for c in at.caption if "Same numbers from the command line" in c.value)
+    command = caption.split("`")[1]
+    assert ("--blocks-only" in command) == blocks_only
+    report = tmp_path / "minilm.csv"
+    analyze("minilm", ops=3).save(str(report))
+    out = tmp_path / "alloc.csv"
+    args = shlex.split(command.replace("REPORT", str(report)).replace("FILE.csv", str(out)))
+    assert args[0] == "farms-viz" and main(args[1:]) == 0
+    cli = pd.read_csv(out).set_index("layer")
+    shown = at.dataframe[0].value  # the layers that move most, with both values
+    assert len(shown) == 15
+    for _, r in shown.iterrows():
+        assert r["ratio_farms"] == pytest.approx(cli.loc[r["layer"], "ratio_farms"], abs=1e-9)
+        assert r["ratio_raw"] == pytest.approx(cli.loc[r["layer"], "ratio_raw"], abs=1e-9)
+    assert ("pooler.dense" in cli.index) == (not blocks_only)
