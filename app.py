@@ -18,7 +18,10 @@ def home() -> None:
     entries = app.zoo_entries()
     names = [n for n, _ in entries]
     summaries = dict(entries)
-    for key, default in (("pick_kind", current.kind if current.kind in app.SOURCE_KINDS else "zoo"),
+    kinds = app.source_kinds()  # served mode: zoo and upload only
+    if st.session_state.get("pick_kind") not in (None, *kinds):
+        st.session_state["pick_kind"] = "zoo"
+    for key, default in (("pick_kind", current.kind if current.kind in kinds else "zoo"),
                          ("pick_zoo", current.value if current.kind == "zoo" and current.value in names else names[0]),
                          ("pick_path", current.value if current.kind == "path" else ""),
                          ("pick_hub", current.value if current.kind == "hub" else "")):
@@ -27,8 +30,7 @@ def home() -> None:
     with st.container(border=True):
         c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
         with c1:
-            kind = app.persisted(st.radio, "Source", "pick_kind", options=list(app.SOURCE_KINDS),
-                                 format_func=app.SOURCE_KINDS.get)
+            kind = app.persisted(st.radio, "Source", "pick_kind", options=list(kinds), format_func=kinds.get)
         requested = None
         if kind == "zoo":
             with c2:
@@ -50,7 +52,7 @@ def home() -> None:
                                   type=["safetensors", "pt", "pth", "bin"], key="w_pick_upload")
             if up is not None:
                 try:
-                    saved = app.save_upload(up.name, up.getvalue())
+                    saved = app.save_upload("home", up)
                     requested = app.SourceSpec("upload", str(saved), label=up.name)
                 except FarmsError as e:
                     st.error(str(e))

@@ -9,14 +9,14 @@ so the values survive page switches (Streamlit drops widget state of pages not s
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
+from . import appserver, serving
+from .bounds import SETTING_CHOICES, SETTINGS, choice_from_url, from_url, quote
 from .config import CONV_RULES, FITS, PRESETS, Settings
 from .errors import FarmsError
 from .report import Report, analyze
@@ -73,7 +73,25 @@ def zoo_entries() -> list[tuple[str, str]]:
         return [(DEFAULT_MODEL, "all-MiniLM-L6-v2, a trained sentence-embedding transformer")]
 
 
+def source_kinds() -> dict[str, str]:
+    """The source kinds a visitor may pick here: all of SOURCE_KINDS, or in served mode only
+    serving.SERVED_KINDS (zoo and upload)."""
+    if serving.served():
+        return {k: v for k, v in SOURCE_KINDS.items() if k in serving.SERVED_KINDS}
+    return dict(SOURCE_KINDS)
+
+
+def admit(spec: SourceSpec) -> None:
+    """FarmsError with one sentence unless this server may open ``spec`` (see serving.admit); called
+    before anything looks at the source, so a refused path is never touched."""
+    names = {n for n, _ in zoo_entries()} if spec.kind == "zoo" else ()
+    serving.admit(spec.kind, spec.value, names)
+
+
 def spec_from_param(value: str) -> SourceSpec:
+    """The source a link's ``model`` (or compare ``a`` / ``b``) names. FarmsError for a value no
+    source can have (NUL or control characters, over bounds.MAX_PARAM_CHARS characters)."""
+    serving.check_text("link's model", value)
     if value.startswith("hub:"):
         return SourceSpec("hub", value[4:])
     if value in {n for n, _ in zoo_entries()}:
@@ -104,14 +122,14 @@ def content_id(spec: SourceSpec) -> str:
     """A cheap id that changes when a local file changes (size and mtime; a folder's files too)."""
     if spec.kind not in ("path", "upload"):
         return ""
-    p = Path(spec.value).expanduser()
     try:
+        p = Path(spec.value).expanduser()
         if p.is_dir():
             parts = [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in sorted(p.iterdir()) if f.is_file()]
             return hashlib.sha1("|".join(parts).encode()).hexdigest()
         st_ = p.stat()
         return f"{st_.st_size}:{st_.st_mtime_ns}"
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte
         return ""
 
 
@@ -124,54 +142,65 @@ def _store() -> OrderedDict:
 
 
 def cache_key(spec: SourceSpec, settings: Settings) -> tuple:
+    """The store key of ``spec`` under ``settings``; FarmsError if this server may not open it."""
+    admit(spec)
     return (spec.kind, spec.value, content_id(spec), settings.key())
 
 
+def cached(store: OrderedDict, key):
+    """``store[key]`` marked as just used, or None (safe while other sessions change the store)."""
+    try:
+        value = store[key]
+        store.move_to_end(key)
+    except KeyError:
+        return None
+    return value
+
+
 def analysis(spec: SourceSpec, settings: Settings) -> Report:
-    """The report of ``spec`` under ``settings``: computed once (with a progress bar), then cached."""
+    """The report of ``spec`` under ``settings``: computed once (with a progress bar), then cached.
+
+    Computing holds a slot of the server's job budget (queued behind other visitors' jobs) and
+    stops between layers if the visitor has gone.
+    """
     store = _store()
     key = cache_key(spec, settings)
-    if key in store:
-        store.move_to_end(key)
-        return store[key]
-    bar = st.progress(0.0, text=f"Opening {spec.title} …")
-
-    def progress(done: int, total: int, layer: str) -> None:
-        if total and done < total:
-            bar.progress(done / total, text=f"Analysing {spec.title}: layer {done + 1} of {total} — {layer}")
-        else:
-            bar.progress(1.0, text="Done.")
-
-    try:
-        address = str(st.session_state.get("s_ray_address") or "").strip()
-        report = analyze(_target(spec), settings=settings, progress=progress,
-                         **({"executor": "ray", "address": address} if address else {}))
-    finally:
-        bar.empty()
+    report = cached(store, key)
+    if report is not None:
+        return report
+    with appserver.job(f"analysing {spec.title}"):
+        # another visitor may have asked for the same while this one waited in the queue
+        report = cached(store, key) or _compute(spec, settings)
     store[key] = report
     while len(store) > MAX_REPORTS:
         store.popitem(last=False)
     return report
 
 
-def save_upload(name: str, data: bytes) -> Path:
-    """Write uploaded bytes to a temp file named by their hash (same upload -> same path).
+def _compute(spec: SourceSpec, settings: Settings) -> Report:
+    bar = st.progress(0.0, text=f"Opening {spec.title} …")
 
-    Streamlit already refuses files over ``server.maxUploadSize``; this checks again so a
-    changed limit or a direct call cannot bypass it.
-    """
-    limit_mb = st.get_option("server.maxUploadSize")
-    if len(data) > limit_mb * 2**20:
-        raise FarmsError(f"{name} is {len(data) / 2**20:.0f} MB, over the upload limit of {limit_mb} MB "
-                         "(set server.maxUploadSize in .streamlit/config.toml, or open the file by path).")
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    d = Path(tempfile.gettempdir()) / "farms_viz_uploads"
-    d.mkdir(parents=True, exist_ok=True)
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in os.path.basename(name)) or "upload"
-    p = d / f"{digest}_{safe}"
-    if not p.exists():
-        p.write_bytes(data)
-    return p
+    def progress(done: int, total: int, layer: str) -> None:
+        appserver.step()
+        if total and done < total:
+            bar.progress(done / total, text=f"Analysing {spec.title}: layer {done + 1} of {total} — {layer}")
+        else:
+            bar.progress(1.0, text="Done.")
+
+    try:
+        address = str(st.session_state.get("s_ray_address") or "").strip() if serving.ray_allowed() else ""
+        return analyze(_target(spec), settings=settings, progress=progress,
+                       **({"executor": "ray", "address": address} if address else {}))
+    finally:
+        bar.empty()
+
+
+def save_upload(slot: str, uploaded) -> Path:
+    """The path of an ``st.file_uploader`` file in this session's private upload folder (see
+    appserver.save_upload): written once, the slot's previous file deleted, all deleted when the
+    session ends. Streamlit already refuses files over ``server.maxUploadSize``; this checks again
+    so a changed limit or a direct call cannot bypass it."""
+    return appserver.save_upload(slot, uploaded)
 
 
 # ------------------------------------------------------------------ session state
@@ -190,22 +219,34 @@ def persisted(widget, label: str, key: str, on_change=None, **kw):
     return widget(label, key=wkey, on_change=on_change, **kw)
 
 
+def setting_from_url(name: str, raw: str, default):
+    """``(value, problem)``: a link's setting checked against the bounds its widget uses."""
+    if name in SETTINGS:
+        return from_url(name, raw, SETTINGS[name], default)
+    return choice_from_url(name, raw, SETTING_CHOICES[name], default)
+
+
 def _init_settings() -> None:
+    """The settings' session state on a session's first page: the link's values where they are
+    valid, each refused or clamped value noted in one sentence (shown by load_report)."""
     qp = st.query_params
     if "s_preset" not in st.session_state:
-        st.session_state["s_preset"] = qp.get("preset", "llm") if qp.get("preset", "llm") in PRESETS else "llm"
+        preset = "llm"
+        if "preset" in qp:
+            preset, problem = setting_from_url("preset", qp["preset"], "llm")
+            if problem:
+                appserver.notice(problem)
+        st.session_state["s_preset"] = preset
     base = Settings.preset(st.session_state["s_preset"]).as_dict()
-    casts = {"window": int, "ops": int, "q": float, "xmin_pos": float, "fit": str, "conv_rule": str}
     for f in SETTING_FIELDS:
         k = "s_" + f
         if k in st.session_state:
             continue
         v = base[f]
-        if f in casts and f in qp:
-            try:
-                v = casts[f](qp[f])
-            except ValueError:
-                pass
+        if f in URL_FIELDS and f in qp:
+            v, problem = setting_from_url(f, qp[f], v)
+            if problem:
+                appserver.notice(problem)
         st.session_state[k] = v
 
 
@@ -229,9 +270,12 @@ def page_config(title: str) -> None:
 
 
 def page_setup(title: str) -> None:
-    """A page that analyses the chosen model: page config plus the sidebar settings' state."""
+    """A page that analyses the chosen model: page config plus the sidebar settings' state; the
+    link's refused or corrected values, each in one sentence, at the top of the page."""
     page_config(title)
     _init_settings()
+    current_spec()
+    appserver.show_notices()
 
 
 def sidebar_settings() -> Settings:
@@ -250,16 +294,16 @@ def sidebar_settings() -> Settings:
                         "follows the FARMS release exactly, including its lower bound (candidates below "
                         "log10(0.95 × peak) are skipped, so alpha can depend on the weights' scale); "
                         "ks equals WeightWatcher's fit.")
-        persisted(st.number_input, "xmin_pos", "s_xmin_pos", min_value=1.01, max_value=100.0, step=0.5,
+        persisted(st.number_input, "xmin_pos", "s_xmin_pos", **SETTINGS["xmin_pos"].widget(),
                    disabled=st.session_state["s_fit"] != "xmin_mid",
                    help="Only for xmin_mid: the tail is the largest N / xmin_pos eigenvalues (2 = top half).")
-        persisted(st.number_input, "FARMS window rows", "s_window", min_value=2, max_value=100_000, step=50,
+        persisted(st.number_input, "FARMS window rows", "s_window", **SETTINGS["window"].widget(),
                    help="Rows of each FARMS submatrix (capped by the matrix's short side). "
                         "Bigger windows see more of the matrix; smaller ones give more samples.")
-        persisted(st.number_input, "Window aspect ratio q", "s_q", min_value=0.05, max_value=20.0, step=0.25,
+        persisted(st.number_input, "Window aspect ratio q", "s_q", **SETTINGS["q"].widget(),
                    help="Window columns = rows × q. FARMS keeps this fixed for every layer, so alpha no "
                         "longer depends on each matrix's own shape (q = 1: square windows).")
-        persisted(st.number_input, "Windows per dimension (ops)", "s_ops", min_value=1, max_value=50, step=1,
+        persisted(st.number_input, "Windows per dimension (ops)", "s_ops", **SETTINGS["ops"].widget(),
                    help="How many overlapping windows FARMS slides along each side; the total is up to ops².")
         persisted(st.selectbox, "Conv layers (FARMS)", "s_conv_rule", options=list(CONV_RULES),
                   format_func=CONV_RULE_HELP.get,
@@ -276,10 +320,11 @@ def sidebar_settings() -> Settings:
         persisted(st.checkbox, "Include embeddings", "s_include_embeddings",
                    help="Also analyse token/position embedding matrices (skipped by default, as in the paper).")
         st.session_state.setdefault("s_ray_address", "")
-        persisted(st.text_input, "Ray address", "s_ray_address", placeholder="empty: analyse here",
-                  help="For big models: a running Ray cluster (e.g. 10.0.0.5:6379); each layer becomes a Ray "
-                       "task that reads its tensor where it runs (needs pip install 'farms-viz[ray]'). "
-                       "Empty: analyse in this process. Same numbers either way.")
+        if serving.ray_allowed():  # served mode: a visitor must not make the server connect anywhere
+            persisted(st.text_input, "Ray address", "s_ray_address", placeholder="empty: analyse here",
+                      help="For big models: a running Ray cluster (e.g. 10.0.0.5:6379); each layer becomes a "
+                           "Ray task that reads its tensor where it runs (needs pip install 'farms-viz[ray]'). "
+                           "Empty: analyse in this process. Same numbers either way.")
     try:
         return Settings.preset(st.session_state["s_preset"],
                                **{f: st.session_state["s_" + f] for f in SETTING_FIELDS})
@@ -297,11 +342,28 @@ def _cuda() -> bool:
 
 
 def current_spec() -> SourceSpec:
-    """The source the pages show: session state, else the URL's ``model``, else the default."""
+    """The source the pages show: session state, else the URL's ``model``, else the default.
+
+    A ``model`` this server may not open (served mode: a path or hub id; any mode: a NUL byte, a
+    3000-character value) is noted in one sentence and the default model is shown instead.
+    """
     if "source" in st.session_state:
         return st.session_state["source"]
     model = st.query_params.get("model")
-    return spec_from_param(model) if model else SourceSpec("zoo", DEFAULT_MODEL)
+    default = SourceSpec("zoo", DEFAULT_MODEL)
+    if not model:
+        return default
+    memo = st.session_state.get("_link_model")
+    if memo is not None and memo[0] == model:  # decided (and said) once per link value
+        return memo[1]
+    try:
+        spec = spec_from_param(model)
+        admit(spec)
+    except FarmsError as e:
+        appserver.notice(f"{e} Showing {DEFAULT_MODEL} instead.")
+        spec = default
+    st.session_state["_link_model"] = (model, spec)
+    return spec
 
 
 def _sync_url(spec: SourceSpec, settings: Settings) -> None:
@@ -334,6 +396,7 @@ def load_report(requested: SourceSpec | None = None) -> Report | None:
     """
     settings = sidebar_settings()
     spec = requested or current_spec()
+    appserver.show_notices()
     try:
         report = analysis(spec, settings)
     except FarmsError as e:
@@ -369,6 +432,10 @@ def current_layer(report: Report) -> str | None:
     for cand in (st.session_state.get("layer"), st.query_params.get("layer")):
         if cand in names:
             return cand
+    asked = st.query_params.get("layer")
+    if asked is not None and st.session_state.get("layer") is None:
+        st.warning(f"The link's layer {quote(asked)} is not a layer of {quote(report.name)} with spectra; "
+                   f"showing the first one, {quote(names[0])}.", icon=":material/link_off:")
     return names[0]
 
 

@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 import streamlit as st
 
+from . import appserver
 from . import appstate as app
 from .config import Settings
 from .errors import FarmsError
@@ -31,9 +32,9 @@ def analysis(spec: app.SourceSpec, settings: Settings) -> Report:
     """The report of ``spec`` under ``settings``: the app's cached analysis, kept in a larger LRU here."""
     store = _store()
     key = app.cache_key(spec, settings)
-    if key in store:
-        store.move_to_end(key)
-        return store[key]
+    report = app.cached(store, key)
+    if report is not None:
+        return report
     report = app.analysis(spec, settings)
     store[key] = report
     while len(store) > MAX_COMPARE_REPORTS:
@@ -45,8 +46,13 @@ def _init(side: str, names: list[str]) -> None:
     qp_value = st.query_params.get(side)
     default = DEFAULTS[side] if DEFAULTS[side] in names else names[0]
     kind, zoo, path = "zoo", default, ""
-    if qp_value:
-        spec = app.spec_from_param(qp_value)
+    if qp_value and f"cmp_{side}_kind" not in st.session_state:
+        try:
+            spec = app.spec_from_param(qp_value)
+            app.admit(spec)
+        except FarmsError as e:
+            appserver.notice(f"Checkpoint {side.upper()}: {e} Showing {default} instead.")
+            spec = app.SourceSpec("zoo", default)
         if spec.kind == "zoo":
             zoo = spec.value
         elif spec.kind == "path":
@@ -62,7 +68,10 @@ def source_picker(side: str) -> app.SourceSpec | None:
     summaries = dict(entries)
     _init(side, names)
     letter = side.upper()
-    kind = app.persisted(st.radio, f"Checkpoint {letter} from", f"cmp_{side}_kind", options=list(KINDS),
+    kinds = [k for k in KINDS if k in app.source_kinds()]  # served mode: no paths
+    if st.session_state[f"cmp_{side}_kind"] not in kinds:
+        st.session_state[f"cmp_{side}_kind"] = "zoo"
+    kind = app.persisted(st.radio, f"Checkpoint {letter} from", f"cmp_{side}_kind", options=kinds,
                          format_func=app.SOURCE_KINDS.get, horizontal=True)
     if kind == "zoo":
         name = app.persisted(st.selectbox, f"Model {letter}", f"cmp_{side}_zoo", options=names,
@@ -81,7 +90,7 @@ def source_picker(side: str) -> app.SourceSpec | None:
     if up is None:
         return None
     try:
-        return app.SourceSpec("upload", str(app.save_upload(up.name, up.getvalue())), label=up.name)
+        return app.SourceSpec("upload", str(app.save_upload(f"cmp_{side}", up)), label=up.name)
     except FarmsError as e:
         st.error(str(e))
         return None
@@ -114,7 +123,10 @@ def analyse_pair(a: app.SourceSpec, b: app.SourceSpec, settings: Settings) -> tu
 def analyse_series(items: list[tuple[str, app.SourceSpec]], settings: Settings) -> list[tuple[str, Report]]:
     """The reports of a series in order (cached), with an overall progress bar; failures are shown and skipped."""
     store = _store()
-    todo = sum(app.cache_key(s, settings) not in store for _, s in items)
+    try:
+        todo = sum(app.cache_key(s, settings) not in store for _, s in items)
+    except FarmsError:  # a refused source: its own sentence comes from analysis() below
+        todo = len(items)
     bar = st.progress(0.0, text=f"Analysing {len(items)} checkpoints …") if todo else None
     out = []
     try:

@@ -7,20 +7,21 @@ teacher can share the exact lab view as a link.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 
 import streamlit as st
 
-from . import lab
-from .appstate import persisted
-from .config import FITS
+from . import appserver, lab
+from .appstate import cached, persisted
+from .bounds import LAB, LAB_CHOICES, choice_from_url, from_url
 from .errors import FarmsError
 
 VIEWS = {"matrix": "One matrix", "sweep": "α vs aspect ratio (sweep)"}
 DEFAULTS: dict = dict(view="matrix", rows=1000, cols=1000, dist="gaussian", nu=3.0, mu=1.5, strength=2.0,
                       rank=3, seed=0, win=0, per_dim=lab.PER_DIM, fit=lab.FIT, log=False,
                       mode="short", size=256, seeds=5)
-CHOICES = {"view": VIEWS, "dist": lab.DISTRIBUTIONS, "fit": FITS, "mode": lab.SWEEP_MODES}
+CHOICES = {"view": tuple(VIEWS), **LAB_CHOICES}
 PRESETS: dict[str, dict] = {
     "Pure noise, tall matrix": dict(rows=2000, cols=250),
     "Heavy-tailed": dict(rows=1000, cols=500, dist="pareto", mu=1.5, log=True),
@@ -30,20 +31,22 @@ PRESETS: dict[str, dict] = {
 PRESET_ICONS = {"Pure noise, tall matrix": ":material/grain:", "Heavy-tailed": ":material/show_chart:",
                 "Planted signal": ":material/scatter_plot:", "Bias sweep": ":material/ssid_chart:"}
 MAX_SWEEPS = 8
+MAX_RESULTS = 24
 
 
-def _cast(name: str, raw: str):
+def from_link(name: str, raw: str):
+    """``(value, problem)``: the link's ``name=raw`` checked against the bounds the lab's widget uses."""
     default = DEFAULTS[name]
     if isinstance(default, bool):
-        return raw.lower() in ("1", "true", "yes", "on")
-    value = type(default)(raw)
-    if name in CHOICES and value not in CHOICES[name]:
-        raise ValueError(raw)
-    return value
+        return raw.lower() in ("1", "true", "yes", "on"), None
+    if name in LAB:
+        return from_url(name, raw, LAB[name], default)
+    return choice_from_url(name, raw, CHOICES[name], default)
 
 
 def init() -> None:
-    """Fill the lab's session state from the URL (first visit) or the defaults."""
+    """Fill the lab's session state from the URL (first visit) or the defaults; each refused or
+    clamped link value is noted in one sentence (see show_notices)."""
     qp = st.query_params
     for name, default in DEFAULTS.items():
         key = "lab_" + name
@@ -51,10 +54,9 @@ def init() -> None:
             continue
         value = default
         if name in qp:
-            try:
-                value = _cast(name, qp[name])
-            except ValueError:
-                pass
+            value, problem = from_link(name, qp[name])
+            if problem:
+                appserver.notice(problem)
         st.session_state[key] = value
 
 
@@ -104,24 +106,47 @@ def settings_for(rows: int, cols: int):
     return lab.lab_settings(rows, cols, get("win") or None, get("per_dim"), get("fit"))
 
 
-@st.cache_data(max_entries=24, show_spinner=False)
-def _run(spec: lab.MatrixSpec, window: int | None, per_dim: int, fit: str) -> lab.LabResult:
-    return lab.run_matrix(spec, lab.lab_settings(spec.rows, spec.cols, window, per_dim, fit))
+@st.cache_resource(show_spinner=False)
+def _results() -> OrderedDict:
+    """Lab results by (matrix spec or upload digest, window, per_dim, fit), least recently used first."""
+    return OrderedDict()
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
-def _run_upload(data: bytes, name: str, window: int | None, per_dim: int, fit: str) -> lab.LabResult:
-    w = lab.load_npy(data, name)
-    return lab.run_matrix(None, lab.lab_settings(*w.shape, window, per_dim, fit), w=w, name=name)
+def _remember(key, result, limit: int):
+    store = _results()
+    store[key] = result
+    while len(store) > limit:
+        store.popitem(last=False)
+    return result
 
 
 def matrix_result(spec: lab.MatrixSpec) -> lab.LabResult:
-    """The analysis of ``spec``'s matrix under the lab's settings (cached)."""
-    return _run(spec, get("win") or None, get("per_dim"), get("fit"))
+    """The analysis of ``spec``'s matrix under the lab's settings: cached, else computed in a
+    slot of the server's job budget (queued behind other visitors' jobs)."""
+    window, per_dim, fit = get("win") or None, get("per_dim"), get("fit")
+    key = (spec, window, per_dim, fit)
+    res = cached(_results(), key)
+    if res is None:
+        with appserver.job(f"a {spec.rows} × {spec.cols} matrix"):
+            res = cached(_results(), key) or lab.run_matrix(spec, lab.lab_settings(spec.rows, spec.cols, window,
+                                                                                    per_dim, fit))
+        _remember(key, res, MAX_RESULTS)
+    return res
 
 
-def upload_result(name: str, data: bytes) -> lab.LabResult:
-    return _run_upload(data, name, get("win") or None, get("per_dim"), get("fit"))
+def upload_result(upload) -> lab.LabResult:
+    """The analysis of an uploaded .npy (an ``st.file_uploader`` file): keyed by the bytes' digest, so
+    the bytes themselves are read only while the matrix is made, never kept in a cache."""
+    window, per_dim, fit = get("win") or None, get("per_dim"), get("fit")
+    key = ("upload", hashlib.sha256(upload.getbuffer()).hexdigest(), upload.name, window, per_dim, fit)
+    res = cached(_results(), key)
+    if res is None:
+        with appserver.job(f"your matrix {upload.name}"):
+            w = lab.load_npy(upload.getvalue(), upload.name)
+            res = lab.run_matrix(None, lab.lab_settings(*w.shape, window, per_dim, fit), w=w, name=upload.name)
+            del w
+        _remember(key, res, MAX_RESULTS)
+    return res
 
 
 @st.cache_resource(show_spinner=False)
@@ -134,24 +159,30 @@ def sweep_result(spec: lab.MatrixSpec) -> lab.SweepResult:
     args = (spec.dist, spec.nu, spec.mu, spec.strength, spec.rank, spec.seed, get("mode"), get("size"),
             get("seeds"), get("per_dim"), get("fit"))
     store = _sweeps()
-    if args in store:
-        store.move_to_end(args)
-        return store[args]
-    bar = st.progress(0.0, text="Starting the sweep …")
-
-    def progress(done: int, total: int, what: str) -> None:
-        bar.progress(done / total if total else 1.0,
-                     text=f"Sweep: matrix {done + 1} of {total} — {what}" if done < total else "Done.")
-
-    try:
-        result = lab.sweep(spec, mode=get("mode"), size=get("size"), n_seeds=get("seeds"),
-                           per_dim=get("per_dim"), fit=get("fit"), progress=progress)
-    finally:
-        bar.empty()
+    result = cached(store, args)
+    if result is not None:
+        return result
+    with appserver.job("a bias sweep"):
+        result = cached(store, args) or _compute_sweep(spec)
     store[args] = result
     while len(store) > MAX_SWEEPS:
         store.popitem(last=False)
     return result
+
+
+def _compute_sweep(spec: lab.MatrixSpec) -> lab.SweepResult:
+    bar = st.progress(0.0, text="Starting the sweep …")
+
+    def progress(done: int, total: int, what: str) -> None:
+        appserver.step()  # the visitor has gone: no more matrices
+        bar.progress(done / total if total else 1.0,
+                     text=f"Sweep: matrix {done + 1} of {total} — {what}" if done < total else "Done.")
+
+    try:
+        return lab.sweep(spec, mode=get("mode"), size=get("size"), n_seeds=get("seeds"),
+                         per_dim=get("per_dim"), fit=get("fit"), progress=progress)
+    finally:
+        bar.empty()
 
 
 __all__ = ["FarmsError", "init", "get", "apply_preset", "sync_url", "widget", "matrix_spec", "matrix_result",

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from farms_viz import appserver
 from farms_viz import appstate as app
 from farms_viz import appstate_compare as cmpst
 from farms_viz import figures_compare as fc
@@ -31,6 +32,7 @@ def pair_view() -> None:
         with cb:
             b = cmpst.source_picker("b")
     cmpst.sync_url(a, b)
+    appserver.show_notices()  # a refused ?a= / ?b= from the link
     if a is None or b is None:
         st.info("Give both checkpoints to compare (a path needs Enter, an upload a file).")
         return
@@ -114,10 +116,13 @@ def series_view() -> None:
     st.session_state.setdefault("cmp_series_kind", "zoo")
     st.session_state.setdefault("cmp_series_arch", "mlp")
     st.session_state.setdefault("cmp_series_folder", "")
+    kinds = ["zoo", "folder"] if "path" in app.source_kinds() else ["zoo"]  # served mode: no server folders
+    if st.session_state["cmp_series_kind"] not in kinds:
+        st.session_state["cmp_series_kind"] = "zoo"
     with st.container(border=True):
         c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
         with c1:
-            kind = app.persisted(st.radio, "Checkpoints from", "cmp_series_kind", options=["zoo", "folder"],
+            kind = app.persisted(st.radio, "Checkpoints from", "cmp_series_kind", options=kinds,
                                  format_func={"zoo": "Zoo: digits training run",
                                               "folder": "Folder of checkpoints"}.get)
         with c2:

@@ -2,12 +2,14 @@
 
 import streamlit as st
 
+from farms_viz import appserver
 from farms_viz import appstate as app
 from farms_viz import figures, figures_lab
+from farms_viz.bounds import LAB, LAB_MAX_WINDOW
 from farms_viz import labstate as lab_st
 from farms_viz.diagnosis import _fmt, grid_caption
 from farms_viz.errors import FarmsError
-from farms_viz.lab import DISTRIBUTIONS, MAX_SIDE, SWEEP_MODES, SWEEP_RATIOS
+from farms_viz.lab import DISTRIBUTIONS, SWEEP_MODES, SWEEP_RATIOS
 from farms_viz.config import FITS
 
 app.page_config("Aspect-ratio lab")  # no page_setup: the lab's URL keys are its own, not the analysis settings
@@ -20,6 +22,7 @@ st.markdown("<style>[data-testid='stMainBlockContainer']{padding-top:2.2rem}</st
 st.title("Aspect-ratio lab")
 st.markdown("Make a random matrix, look at its eigenvalues, and see why the **shape** of a matrix alone "
             "moves the power-law exponent α, and how FARMS removes that. One click on a preset sets everything.")
+appserver.show_notices()  # the link's refused or clamped values, one sentence each
 
 cols = st.columns(len(lab_st.PRESETS))
 for c, name in zip(cols, lab_st.PRESETS):
@@ -39,36 +42,36 @@ with st.container(border=True):
     W(c[0].selectbox, "Entries", "dist", options=list(DISTRIBUTIONS), format_func=DISTRIBUTIONS.get)
     with c[1]:
         if dist == "student_t":
-            W(st.number_input, "ν (degrees of freedom)", "nu", min_value=0.5, max_value=100.0, step=0.5,
+            W(st.number_input, "ν (degrees of freedom)", "nu", **LAB["nu"].widget(),
               help="Entry tail P(|x| > t) ~ t^−ν; below 2 the variance is infinite and the ESD is heavy-tailed.")
         elif dist == "pareto":
-            W(st.number_input, "μ (tail index)", "mu", min_value=0.5, max_value=10.0, step=0.25,
+            W(st.number_input, "μ (tail index)", "mu", **LAB["mu"].widget(),
               help="Entry tail P(|x| > t) = t^−μ (t ≥ 1), random signs; below 2 the variance is infinite.")
         elif dist == "planted":
             s1, s2 = st.columns(2)
-            W(s1.number_input, "θ", "strength", min_value=0.0, max_value=20.0, step=0.25,
+            W(s1.number_input, "θ", "strength", **LAB["strength"].widget(),
               help="Signal strength θ: each planted direction adds θ u vᵀ (u, v unit vectors) to noise of entry variance 1/N.")
-            W(s2.number_input, "rank r", "rank", min_value=1, max_value=50, step=1)
+            W(s2.number_input, "rank r", "rank", **LAB["rank"].widget())
         else:
             st.caption("entries N(0, 1/N), N = long side")
     if view == "matrix":
-        W(c[2].number_input, "rows", "rows", min_value=2, max_value=MAX_SIDE, step=50)
-        W(c[3].number_input, "columns", "cols", min_value=2, max_value=MAX_SIDE, step=50)
-        W(c[4].number_input, "seed", "seed", min_value=0, max_value=10_000, step=1)
+        W(c[2].number_input, "rows", "rows", **LAB["rows"].widget())
+        W(c[3].number_input, "columns", "cols", **LAB["cols"].widget())
+        W(c[4].number_input, "seed", "seed", **LAB["seed"].widget())
     else:
         W(c[2].radio, "Keep fixed", "mode", options=list(SWEEP_MODES), format_func=SWEEP_MODES.get,
           horizontal=True, help="Fixed short side: the matrix grows with the aspect ratio. Fixed number of "
                                 "entries: short side = size / √Q, long side = size · √Q.")
-        W(c[3].number_input, "size", "size", min_value=16, max_value=1024, step=16,
+        W(c[3].number_input, "size", "size", **LAB["size"].widget(),
           help="The short side (fixed short side) or the side of the square (fixed number of entries).")
-        W(c[4].number_input, "seeds", "seeds", min_value=1, max_value=20, step=1,
+        W(c[4].number_input, "seeds", "seeds", **LAB["seeds"].widget(),
           help="Matrices per aspect ratio; the band is ±1 standard deviation over them.")
     with st.expander("FARMS window and fit rule"):
         e = st.columns(3)
-        W(e[0].number_input, "FARMS window rows (0 = auto)", "win", min_value=0, max_value=MAX_SIDE, step=32,
-          help="Square windows of this many rows; auto = min(short side, 256). In the sweep the window is "
-               "the smallest short side (at most 256), the same for every aspect ratio.")
-        W(e[1].number_input, "Windows per side", "per_dim", min_value=1, max_value=15, step=1,
+        W(e[0].number_input, "FARMS window rows (0 = auto)", "win", **LAB["win"].widget(),
+          help=f"Square windows of this many rows (at most {LAB_MAX_WINDOW}); auto = min(short side, 256). In the "
+               "sweep the window is the smallest short side (at most 256), the same for every aspect ratio.")
+        W(e[1].number_input, "Windows per side", "per_dim", **LAB["per_dim"].widget(),
           help="FARMS slides up to this many windows along each side (overlapping where needed).")
         W(e[2].selectbox, "Fit rule", "fit", options=list(FITS), format_func=lambda f: {
             "xmin_mid": "xmin_mid: tail = top half (stable on noise)",
@@ -131,7 +134,7 @@ def matrix_view() -> None:
     try:
         if upload is not None:
             name = upload.name
-            res = lab_st.upload_result(name, upload.getvalue())
+            res = lab_st.upload_result(upload)
         else:
             res = lab_st.matrix_result(spec)
     except FarmsError as err:

@@ -125,14 +125,22 @@ def test_hostile_pickle_upload_shows_an_error_and_runs_nothing(tmp_path):
     assert at.metric[0].value == layers_before  # the previous model (minilm) is still shown
 
 
-def test_oversized_upload_is_refused_with_a_sentence(monkeypatch):
+def test_oversized_upload_is_refused_with_a_sentence(monkeypatch, tmp_path):
+    import io
+
     import streamlit as st
 
-    from farms_viz import appstate
+    from farms_viz import appserver, appstate
     from farms_viz.errors import FarmsError
+    from farms_viz.uploads import UploadFolder
 
     real = st.get_option
-    monkeypatch.setattr(appstate.st, "get_option",
+    monkeypatch.setattr(appserver.st, "get_option",
                         lambda k: 1 if k == "server.maxUploadSize" else real(k))
+    folder = UploadFolder(tmp_path)
+    monkeypatch.setattr(appserver, "upload_folder", lambda: folder)
+    big = io.BytesIO(b"\0" * (2 * 2**20))
+    big.name, big.size, big.file_id = "big.safetensors", 2 * 2**20, "id"
     with pytest.raises(FarmsError, match="over the upload limit of 1 MB"):
-        appstate.save_upload("big.safetensors", b"\0" * (2 * 2**20))
+        appstate.save_upload("home", big)
+    assert folder.files() == []
