@@ -65,9 +65,10 @@ def step() -> None:
 
 
 def queue_text(ahead: int, slots: int) -> str:
+    """The queue message: "waiting for N jobs ahead of yours" and the server's limit."""
     jobs = "job" if ahead == 1 else "jobs"
-    return (f"The server is busy: waiting for {ahead} {jobs} ahead of yours "
-            f"(it runs at most {slots} heavy {'job' if slots == 1 else 'jobs'} at once, for every visitor).")
+    at_once = "one heavy job at a time" if slots == 1 else f"{slots} heavy jobs at a time"
+    return f"The server is busy: waiting for {ahead} {jobs} ahead of yours (it runs {at_once} for all its visitors)."
 
 
 @contextmanager
@@ -81,7 +82,7 @@ def job(what: str):
         # every poll writes the message again: each write is a point where Streamlit stops or
         # reruns the script when the visitor left or changed something, so a waiting job never
         # keeps its place in the queue for a visitor who is gone
-        place.info(queue_text(ahead, b.slots) + f" Next: {what}.", icon=":material/hourglass_top:")
+        place.info(queue_text(ahead, b.slots) + f" Yours: {what}.", icon=":material/hourglass_top:")
 
     try:
         with b.slot(on_wait=on_wait, cancelled=session_gone):

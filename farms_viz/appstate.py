@@ -168,7 +168,7 @@ def analysis(spec: SourceSpec, settings: Settings) -> Report:
     report = cached(store, key)
     if report is not None:
         return report
-    with appserver.job(f"analysing {spec.title}"):
+    with appserver.job(f"analysing {quote(spec.title)}"):
         # another visitor may have asked for the same while this one waited in the queue
         report = cached(store, key) or _compute(spec, settings)
     store[key] = report

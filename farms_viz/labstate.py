@@ -14,7 +14,7 @@ import streamlit as st
 
 from . import appserver, lab
 from .appstate import cached, persisted
-from .bounds import LAB, LAB_CHOICES, choice_from_url, from_url
+from .bounds import LAB, LAB_CHOICES, choice_from_url, from_url, quote
 from .errors import FarmsError
 
 VIEWS = {"matrix": "One matrix", "sweep": "α vs aspect ratio (sweep)"}
@@ -141,7 +141,7 @@ def upload_result(upload) -> lab.LabResult:
     key = ("upload", hashlib.sha256(upload.getbuffer()).hexdigest(), upload.name, window, per_dim, fit)
     res = cached(_results(), key)
     if res is None:
-        with appserver.job(f"your matrix {upload.name}"):
+        with appserver.job(f"the uploaded matrix {quote(upload.name)}"):
             w = lab.load_npy(upload.getvalue(), upload.name)
             res = lab.run_matrix(None, lab.lab_settings(*w.shape, window, per_dim, fit), w=w, name=upload.name)
             del w

@@ -49,13 +49,13 @@ def _require_chromium() -> None:
         pytest.skip("playwright is not installed")
 
 
-@pytest.fixture(scope="session")
-def streamlit_server():
-    """Base URL of ``streamlit run app.py`` on a free port (stopped at the end of the session)."""
+def _serve(log_name: str, **env_extra):
+    """Run ``streamlit run app.py`` on a free port with ``env_extra`` in its environment; yields the
+    base URL and stops the server afterwards."""
     _require_chromium()
     port = _free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    log = open(ROOT / "test-artifacts" / "streamlit.log", "w") if _mk_artifacts() else subprocess.DEVNULL
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **env_extra)
+    log = open(ROOT / "test-artifacts" / log_name, "w") if _mk_artifacts() else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.fileWatcherType", "none", "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -66,7 +66,7 @@ def streamlit_server():
     deadline = time.time() + 60
     while time.time() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"streamlit exited with {proc.returncode}; see test-artifacts/streamlit.log")
+            pytest.fail(f"streamlit exited with {proc.returncode}; see test-artifacts/{log_name}")
         try:
             with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
                 if r.status == 200:
@@ -82,6 +82,18 @@ def streamlit_server():
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def streamlit_server():
+    """Base URL of ``streamlit run app.py`` on a free port (stopped at the end of the session)."""
+    yield from _serve("streamlit.log")
+
+
+@pytest.fixture(scope="module")
+def served_server():
+    """The same app in served mode (FARMS_VIZ_SERVED=1, one heavy job at a time), for its module only."""
+    yield from _serve("streamlit-served.log", FARMS_VIZ_SERVED="1", FARMS_VIZ_JOBS="1")
 
 
 def _mk_artifacts() -> bool:
