@@ -9,7 +9,6 @@ matrix has Marchenko-Pastur scale N * sigma^2 = 1 and bulk edges (1 +- 1/sqrt(Q)
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -20,6 +19,7 @@ import torch
 
 from .config import Settings
 from .errors import FarmsError
+from .formats import read_npy
 from .mp import MPFit, mp_edges, tracy_widom_scale
 from .report import LayerSpectra, analyze_layer
 from .sources import TensorRef
@@ -153,15 +153,7 @@ def load_npy(data: bytes, name: str = "the file") -> torch.Tensor:
         raise FarmsError(f"{name} is an .npz archive; save one matrix with np.save instead.")
     if data[:6] != b"\x93NUMPY":
         raise FarmsError(f"{name} is not a readable .npy array (it does not start with the .npy header).")
-    try:
-        a = np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as e:
-        if "pickle" in str(e).lower():
-            raise FarmsError(f"{name} holds Python objects (a pickle); only plain numeric .npy arrays "
-                             "are loaded, since a pickle can run code.") from None
-        raise FarmsError(f"{name} is not a readable .npy array ({e}).") from None
-    except (OSError, EOFError) as e:
-        raise FarmsError(f"{name} is not a readable .npy array ({e}).") from None
+    a = read_npy(data, name)  # the header's claims checked against the bytes before anything is allocated
     if a.ndim != 2:
         raise FarmsError(f"{name} has shape {a.shape}; the lab needs a 2-D matrix.")
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):

@@ -1,9 +1,9 @@
-"""What the user names -> a lazy stream of named weight tensors (the one place that touches files).
+"""What the user names -> a lazy stream of named weight tensors (file formats: :mod:`farms_viz.formats`).
 
 A :class:`Source` yields :class:`TensorRef` objects; each opens its tensor only when
 ``load()`` is called, so a model is never fully in memory. Formats: a zoo name, an
 ``nn.Module``, a dict of tensors, a ``.safetensors`` file, a ``.pt``/``.pth``/``.bin`` state
-dict (only ever read with ``torch.load(weights_only=True)``), a folder of such files or a
+dict (only ever read with torch's weights-only unpickler), a folder of such files or a
 Hugging Face model folder (single or sharded, with or without an index), and a hub id.
 Safetensors files list their tensors in natural name order (``layer.9`` before ``layer.10``);
 ``torch.save`` state dicts keep their own (model) order.
@@ -12,14 +12,8 @@ Safetensors files list their tensors in natural name order (``layer.9`` before `
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import os
-import pickle
 import re
-import struct
-import zipfile
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -28,7 +22,10 @@ import numpy as np
 import torch
 
 from .errors import FarmsError
+from .formats import (SafetensorsFile, available_memory, open_regular, read_json,  # noqa: F401 (re-exported)
+                      read_safetensors_header, shown, sniff_format)
 from .matrices import infer_kind
+from .torchfile import TorchLegacyFile, TorchZipFile
 
 _SUFFIX = re.compile(r"\.weight$")
 
@@ -164,17 +161,15 @@ def module_kind(m: torch.nn.Module) -> str | None:
 
 # ---------------------------------------------------------------- file formats
 
-_ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-              "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
-              "BOOL": "bool", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
-_ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4,
-             "int16": 2, "int8": 1, "uint8": 1, "bool": 1, "float8_e4m3fn": 1, "float8_e5m2": 1}
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+#: names that end like a file, so ``models/x.pt`` is a mistyped path and never a hub id
+_FILE_SUFFIXES = (*_TORCH_SUFFIXES, ".safetensors", ".json", ".npy", ".npz", ".onnx", ".gguf", ".h5", ".msgpack")
 #: Hugging Face model types built from transformers' ``Conv1D`` (weights stored in x out)
 CONV1D_MODEL_TYPES = frozenset({"gpt2", "openai-gpt", "imagegpt", "decision_transformer"})
 _CONV1D_NAMES = re.compile(r"(^|\.)(c_attn|c_proj|c_fc|q_attn)\.weight$")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "weights")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
+#: a config.json is a few KiB; this is plenty and bounds what a hostile one costs
+CONFIG_MAX_BYTES = 8 * 2**20
 
 
 def natural_key(name: str) -> list:
@@ -182,198 +177,17 @@ def natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def sniff_format(path: Path) -> str:
-    """``safetensors`` or ``torch`` from a file's first bytes; FarmsError for anything else."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as e:
-        raise FarmsError(f"{path} cannot be read: {e.strerror or e}.") from None
-    if size == 0:
-        raise FarmsError(f"{path} is empty (0 bytes), so it holds no weights.")
-    if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
-        return "torch"
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
-    if head.lstrip()[:1] in (b"{", b"[") or _looks_like_text(head):
-        raise FarmsError(f"{path} is a text file (JSON or similar), not a safetensors or PyTorch weights file.")
-    raise FarmsError(f"{path} is not a safetensors or PyTorch weights file (unrecognised or corrupt contents).")
+def open_weights_file(path: Path):
+    """A ``.safetensors`` or ``torch.save`` file (by its contents), parsed once and checked."""
+    if sniff_format(path) == "safetensors":
+        return SafetensorsFile(path)
+    with open_regular(path) as f:
+        zipped = f.read(4) == b"PK\x03\x04"
+    return TorchZipFile(path) if zipped else TorchLegacyFile(path)
 
 
-def _looks_like_text(b: bytes) -> bool:
-    return bool(b) and all(c in b"\t\r\n" or 32 <= c < 127 for c in b)
-
-
-def read_safetensors_header(path: Path) -> dict:
-    """Parse and validate a safetensors header without reading any tensor data."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise FarmsError(f"{path} is not a safetensors file: it is shorter than a header ({size} bytes).")
-            (n,) = struct.unpack("<Q", head)
-            if n > min(size - 8, 100 * 2**20):
-                raise FarmsError(f"{path} is not a valid safetensors file: its header claims {n} bytes but the file has {size}.")
-            raw = f.read(n)
-    except OSError as e:
-        raise FarmsError(f"{path} cannot be read: {e.strerror or e}.") from None
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise FarmsError(f"{path} is not a valid safetensors file: its header is not JSON.") from None
-    if not isinstance(header, dict):
-        raise FarmsError(f"{path} is not a valid safetensors file: its header is not a table of tensors.")
-    data_len = size - 8 - n
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        try:
-            a, b = v["data_offsets"]
-            shape = [int(d) for d in v["shape"]]
-            dtype = v["dtype"]
-            ok = 0 <= a <= b <= data_len and all(d >= 0 for d in shape)
-            if ok and dtype in _ST_DTYPES:
-                ok = b - a == math.prod(shape) * _ITEMSIZE[_ST_DTYPES[dtype]]
-        except (KeyError, TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise FarmsError(f"{path} is corrupt: tensor {k!r} has an impossible shape or data offsets (the file may be truncated).")
-        if dtype not in _ST_DTYPES:
-            raise FarmsError(f"{path} holds tensor {k!r} of unknown dtype {dtype!r}.")
-    return header
-
-
-def available_memory() -> int:
-    """Bytes of memory available now (MemAvailable, else physical memory)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 2**62
-
-
-def _check_memory(path: Path, key: str, shape: tuple, dtype: str) -> None:
-    """Refuse before loading a tensor that (with its float32 copy) would not fit in memory."""
-    n = math.prod(shape)
-    need = n * _ITEMSIZE.get(dtype, 4) + n * 4
-    avail = available_memory()
-    if need > avail:
-        raise FarmsError(f"{path}: tensor {key!r} {tuple(shape)} needs about {need / 2**30:.1f} GiB but only "
-                         f"{avail / 2**30:.1f} GiB of memory is available, so it was not loaded.")
-
-
-class _SafetensorsShard:
-    """One ``.safetensors`` file: the header now, a tensor at a time later."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        header = read_safetensors_header(path)
-        self.entries = {k: (tuple(int(d) for d in v["shape"]), _ST_DTYPES[v["dtype"]])
-                        for k, v in header.items() if k != "__metadata__"}
-
-    def load(self, key: str) -> torch.Tensor:
-        from safetensors import safe_open
-
-        _check_memory(self.path, key, *self.entries[key])
-        try:
-            with safe_open(str(self.path), framework="pt") as f:
-                return f.get_tensor(key)
-        except Exception as e:  # safetensors raises its own error types
-            raise FarmsError(f"{self.path}: tensor {key!r} cannot be read ({str(e).splitlines()[0]}).") from None
-
-
-class _TorchShard:
-    """One ``torch.save`` file, read only with ``weights_only=True`` (never runs code from the file).
-
-    Zip-format files are memory-mapped and re-opened for each tensor, so only the tensor being
-    analysed is resident; legacy-format files cannot be mapped and are held in memory.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._mmap = zipfile.is_zipfile(path)
-        if not self._mmap and path.stat().st_size > available_memory() // 2:
-            raise FarmsError(f"{path} is an old-format (non-zip) PyTorch file larger than half the available "
-                             f"memory; re-save it with torch.save or as safetensors to analyse it.")
-        sd = self._state_dict()
-        self.entries = {k: (tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in sd.items()}
-        self._held = None if self._mmap else sd
-        if not self.entries:
-            raise FarmsError(f"{path} holds no tensors.")
-
-    def _state_dict(self) -> dict:
-        obj = _torch_load(self.path, self._mmap)
-        return _flatten_state_dict(obj, self.path)
-
-    def load(self, key: str) -> torch.Tensor:
-        if self._held is not None:
-            return self._held[key]
-        _check_memory(self.path, key, *self.entries[key])
-        return self._state_dict()[key]
-
-
-def _torch_load(path: Path, mmap: bool):
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as e:
-        msg = str(e)
-        if "weights only" in msg.lower() or "weights_only" in msg:
-            m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg)
-            what = f" ({m.group(1)})" if m else ""
-            raise FarmsError(
-                f"{path} asks to run code or holds non-tensor objects{what}, so it was refused and nothing in it "
-                f"was executed; if you trust it, load it yourself and save the weights with "
-                f"safetensors.torch.save_file(model.state_dict(), 'model.safetensors')."
-            ) from None
-        raise FarmsError(f"{path} is corrupt or not a PyTorch file ({msg.splitlines()[0] if msg else 'unpickling failed'}).") from None
-    except FarmsError:
-        raise
-    except MemoryError:
-        raise FarmsError(f"{path} does not fit in memory.") from None
-    except Exception as e:  # zip errors, EOF, truncated storages
-        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise FarmsError(f"{path} is corrupt or truncated and cannot be read as a PyTorch file ({first}).") from None
-
-
-def _flatten_state_dict(obj, path: Path) -> dict:
-    """The name -> tensor mapping of a loaded checkpoint (unwrapping ``state_dict``/``model`` keys)."""
-    for _ in range(2):
-        if isinstance(obj, Mapping):
-            inner = next((obj[k] for k in _STATE_DICT_KEYS if isinstance(obj.get(k), Mapping)), None)
-            if inner is not None and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-                obj = inner
-    if isinstance(obj, torch.Tensor):
-        raise FarmsError(f"{path} holds a single tensor, not a state dict of named weights.")
-    if not isinstance(obj, Mapping):
-        raise FarmsError(f"{path} holds a {type(obj).__name__}, not a state dict of named weights.")
-    out: dict[str, torch.Tensor] = {}
-
-    def walk(d: Mapping, prefix: str) -> None:
-        for k, v in d.items():
-            name = f"{prefix}{k}"
-            if isinstance(v, torch.Tensor):
-                out[name] = v
-            elif isinstance(v, Mapping):
-                walk(v, name + ".")
-
-    walk(obj, "")
-    for wrapper in ("module.", "_orig_mod."):  # DataParallel / torch.compile prefixes
-        if out and all(k.startswith(wrapper) for k in out):
-            out = {k[len(wrapper):]: v for k, v in out.items()}
-    return out
-
-
-def _open_shard(path: Path):
-    fmt = sniff_format(path)
-    return _SafetensorsShard(path) if fmt == "safetensors" else _TorchShard(path)
+#: kept under this name for the Ray workers that re-open files (farms_viz.distributed)
+_open_shard = open_weights_file
 
 
 def hf_kind_of(model_type: str | None) -> Callable[[str, tuple], str | None]:
@@ -401,13 +215,13 @@ class FileSource(Source):
         if not self.paths:
             raise FarmsError("no weight files were given.")
         self.name = name or (self.paths[0].name if len(self.paths) == 1 else self.paths[0].parent.name)
-        self._shards = [_open_shard(p) for p in self.paths]
+        self._shards = [open_weights_file(p) for p in self.paths]
         self._kind_of = kind_of or infer_kind
         index: dict[str, object] = {}
         for s in self._shards:
             for k in s.entries:
                 index.setdefault(k, s)
-        if all(isinstance(s, _TorchShard) for s in self._shards):
+        if not any(isinstance(s, SafetensorsFile) for s in self._shards):
             self._index = index
         else:
             self._index = {k: index[k] for k in sorted(index, key=natural_key)}
@@ -419,14 +233,14 @@ class FileSource(Source):
                 continue
             yield TensorRef(_layer_name(k), shape, dtype, self._kind_of(k, shape),
                             (lambda shard=shard, k=k: shard.load(k)),
-                            origin=(str(shard.path.absolute()), k) if getattr(shard, "_held", None) is None else None)
+                            origin=None if shard.held else (str(shard.path.absolute()), k))
 
     def content_id(self) -> str:
         h = hashlib.sha256()
         for p in self.paths:
-            st = p.stat()
-            h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
-            with open(p, "rb") as f:  # first and last MiB: cheap and catches edits
+            with open_regular(p) as f:  # first and last MiB: cheap and catches edits
+                st = os.fstat(f.fileno())
+                h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
                 h.update(f.read(2**20))
                 f.seek(max(0, st.st_size - 2**20))
                 h.update(f.read())
@@ -439,40 +253,57 @@ class SafetensorsSource(FileSource):
 
 # ---------------------------------------------------------------- folders and the hub
 
-def _read_json(path: Path) -> dict:
+def _inside(p: Path, root: Path, what: Path) -> Path:
+    """``p`` if it resolves to a file inside ``root``; FarmsError otherwise (``what`` named it).
+
+    An index (or a symlink) may name ``../x``, ``/etc/x`` or a link out of the folder: a model
+    folder from elsewhere must not make farms-viz read files outside it."""
     try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise FarmsError(f"{path} cannot be read: {e.strerror or e}.") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise FarmsError(f"{path} is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise FarmsError(f"{path} is not a JSON object.")
-    return data
+        real = p.resolve(strict=True)
+    except FileNotFoundError:
+        raise FarmsError(f"{what} lists shard {shown(p.name)} which is missing from {p.parent}.") from None
+    except (OSError, RuntimeError, ValueError) as e:
+        raise FarmsError(f"{what} names {shown(p)}, which cannot be opened ({getattr(e, 'strerror', None) or e}).") from None
+    if not real.is_relative_to(root):
+        raise FarmsError(f"{what} names {shown(p)}, which lies outside the model folder (at {shown(real)}); "
+                         f"only files inside a model folder are read (name that file itself to analyse it).")
+    return p
 
 
-def _index_shards(index_path: Path) -> list[Path]:
-    wm = _read_json(index_path).get("weight_map")
+def _index_shards(index_path: Path, root: Path) -> list[Path]:
+    wm = read_json(index_path).get("weight_map")
     if not isinstance(wm, dict) or not wm:
         raise FarmsError(f"{index_path} has no weight_map, so its shards are unknown.")
-    files = sorted(set(map(str, wm.values())), key=natural_key)
-    paths = [index_path.parent / f for f in files]
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-        raise FarmsError(f"{index_path} lists shard {missing[0]} which is missing from {index_path.parent}.")
-    return paths
+    if not all(isinstance(v, str) and v for v in wm.values()):
+        raise FarmsError(f"{index_path} has a weight_map whose values are not all file names.")
+    files = sorted(set(wm.values()), key=natural_key)
+    return [_inside(index_path.parent / f, root, index_path) for f in files]
 
 
-def open_folder(folder: Path, name: str | None = None) -> FileSource:
-    """A Hugging Face model folder (config.json + weights, sharded or not) or a folder of weight files."""
+def _model_type(config: Path) -> str | None:
+    model_type = read_json(config, CONFIG_MAX_BYTES).get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise FarmsError(f"{config} has a model_type that is a {type(model_type).__name__}, not a name such as "
+                         f"'bert' or 'gpt2'.")
+    return model_type
+
+
+def open_folder(folder: Path, name: str | None = None, root: Path | None = None) -> FileSource:
+    """A Hugging Face model folder (config.json + weights, sharded or not) or a folder of weight files.
+
+    Only files that resolve inside ``root`` (default: the folder itself) are read."""
+    try:
+        root = (root or folder).resolve(strict=True)
+    except (OSError, RuntimeError) as e:
+        raise FarmsError(f"{folder} cannot be read: {getattr(e, 'strerror', None) or e}.") from None
     model_type = None
     config = folder / "config.json"
     if config.is_file():
-        model_type = _read_json(config).get("model_type")
+        model_type = _model_type(config)
     files: list[Path] = []
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (folder / index).is_file():
-            files = _index_shards(folder / index)
+            files = _index_shards(folder / index, root)
             break
     if not files:
         for single in ("model.safetensors", "pytorch_model.bin"):
@@ -486,6 +317,7 @@ def open_folder(folder: Path, name: str | None = None) -> FileSource:
     if not files:
         what = "holds config.json but no weights" if model_type or config.is_file() else "holds no weight files"
         raise FarmsError(f"{folder} {what} (expected .safetensors, .pt, .pth or .bin files).")
+    files = [_inside(p, root, folder) for p in files]
     return FileSource(files, name=name or folder.name, kind_of=hf_kind_of(model_type))
 
 
@@ -496,14 +328,16 @@ def open_hub(repo_id: str) -> FileSource:
     except ImportError:
         raise FarmsError(f"{repo_id} looks like a hub id, but huggingface_hub is not installed.") from None
     try:
-        folder = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.bin"], etag_timeout=10)
+        folder = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.bin"], etag_timeout=10))
     except Exception:
         if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
             why = "HF_HUB_OFFLINE is set and it is not in the local cache"
         else:
             why = "the hub is unreachable or no such model exists (check the id and the network)"
         raise FarmsError(f"{repo_id} is not an existing path and cannot be fetched from the Hugging Face hub: {why}.") from None
-    return open_folder(Path(folder), name=repo_id)
+    # the hub cache links snapshots/<revision>/<file> to ../../blobs/<hash>: the repo's cache folder is the root
+    root = folder.parents[1] if folder.parent.name == "snapshots" else folder
+    return open_folder(folder, name=repo_id, root=root)
 
 
 def open_path(p: Path) -> Source:
@@ -513,6 +347,25 @@ def open_path(p: Path) -> Source:
     if p.suffix == ".json":
         raise FarmsError(f"{p} is a JSON file; give its folder or the weights file instead.")
     return FileSource([p])
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """``owner/name`` that cannot be a mistyped local path: no file suffix (``models/x.pt``) and no
+    local folder called ``owner`` (then ``owner/name`` meant a file in it)."""
+    if not _HUB_ID.match(text):
+        return False
+    owner, name = text.split("/")
+    return not name.lower().endswith(_FILE_SUFFIXES) and not os.path.lexists(owner)
+
+
+def _missing(p: Path) -> str:
+    """``p does not exist``, naming the nearest folder above it that does (a typo is usually below it)."""
+    try:
+        near = next((q for q in p.parents if q not in (Path("."), Path(q.anchor)) and q.is_dir()), None)
+    except OSError:
+        near = None
+    hint = f" ({shown(near)} exists, but not {shown(p.relative_to(near))} in it)" if near is not None else ""
+    return f"{shown(p)} does not exist{hint}."
 
 
 # ---------------------------------------------------------------- dispatch
@@ -531,19 +384,31 @@ def open_source(source) -> Source:
         return DictSource(source)
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
+        if not isinstance(text, str):
+            raise FarmsError(f"cannot analyse a path given as {type(text).__name__}; give it as text.")
+        if "\0" in text:
+            raise FarmsError(f"{shown(text)} is not a usable path (it contains a NUL byte).")
         if isinstance(source, str):
             from . import zoo
 
             if zoo.has_entry(text):
                 return zoo.open_zoo(text)
-        p = Path(text).expanduser()
-        if p.exists():
+        p = Path(text)
+        try:
+            p = p.expanduser()
+        except RuntimeError:  # ~user with no such user: a literal name
+            pass
+        try:
+            exists = p.exists() or p.is_symlink()
+        except OSError as e:
+            raise FarmsError(f"{shown(text)} is not a usable path ({e.strerror or e}).") from None
+        if exists:
             return open_path(p)
-        if isinstance(source, str) and _HUB_ID.match(text):
+        if isinstance(source, str) and looks_like_hub_id(text):
             return open_hub(text)
         if isinstance(source, str) and "/" not in text and os.sep not in text and not p.suffix:
             from . import zoo
 
             raise FarmsError(zoo.unknown_name_message(text))
-        raise FarmsError(f"{p} does not exist.")
+        raise FarmsError(_missing(p))
     raise FarmsError(f"cannot analyse an object of type {type(source).__name__}.")

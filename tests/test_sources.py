@@ -312,10 +312,11 @@ def test_unreachable_hub_id_fails_fast_in_one_sentence(monkeypatch):
 
 
 def test_tensor_bigger_than_memory_is_refused_before_loading(tmp_path, monkeypatch):
-    import farms_viz.sources as sources
+    import farms_viz.formats as formats
 
     save_file({"a.weight": torch.randn(64, 64)}, str(tmp_path / "w.safetensors"))
-    monkeypatch.setattr(sources, "available_memory", lambda: 1000)
+    monkeypatch.setattr(formats, "available_memory", lambda: 1000)
+    monkeypatch.setattr(formats, "MEMORY_CHECK_FROM", 0)
     ref = next(open_source(tmp_path / "w.safetensors").tensors())
     with pytest.raises(FarmsError, match="w.safetensors.*memory"):
         ref.load()
