@@ -25,7 +25,7 @@ from .errors import FarmsError
 from .formats import (SafetensorsFile, available_memory, open_regular, read_json,  # noqa: F401 (re-exported)
                       read_safetensors_header, shown, sniff_format)
 from .matrices import infer_kind
-from .torchfile import TorchLegacyFile, TorchZipFile
+from .torchfile import open_torch_file
 
 _SUFFIX = re.compile(r"\.weight$")
 
@@ -179,11 +179,7 @@ def natural_key(name: str) -> list:
 
 def open_weights_file(path: Path):
     """A ``.safetensors`` or ``torch.save`` file (by its contents), parsed once and checked."""
-    if sniff_format(path) == "safetensors":
-        return SafetensorsFile(path)
-    with open_regular(path) as f:
-        zipped = f.read(4) == b"PK\x03\x04"
-    return TorchZipFile(path) if zipped else TorchLegacyFile(path)
+    return SafetensorsFile(path) if sniff_format(path) == "safetensors" else open_torch_file(path)
 
 
 #: kept under this name for the Ray workers that re-open files (farms_viz.distributed)

@@ -87,9 +87,15 @@ def _unpickle_meta(raw: bytes, path: Path) -> tuple[object, dict]:
     except MemoryError:
         raise FarmsError(f"{path} does not fit in memory.") from None
     except Exception as e:  # EOF, bad opcodes, a tensor rebuilt out of its storage's bounds
+        if "Quantized" in str(e):
+            raise NeedsWholeLoad() from None
         first = (str(e).splitlines() or [type(e).__name__])[0][:200]
         raise FarmsError(f"{path} is corrupt and cannot be read as a PyTorch file ({first}).") from None
     return obj, {k: (d, n) for k, (d, n, _) in storages.items()}
+
+
+class NeedsWholeLoad(Exception):
+    """The file holds tensors that have no meta-device form (torch's quantized tensors)."""
 
 
 def _ascii(x):
@@ -235,8 +241,10 @@ class TorchZipFile:
             torch.empty(shape, dtype=getattr(torch, dtype))
 
 
-class TorchLegacyFile:
-    """An old (non-zip) ``torch.save`` file: it cannot be read in pieces, so it is loaded once and held."""
+class TorchHeldFile:
+    """A ``torch.save`` file read whole by ``torch.load(weights_only=True)`` and held: old (non-zip)
+    files, which cannot be read in pieces, and zip files holding quantized tensors (after their zip
+    directory passed :class:`TorchZipFile`'s checks; torch's own loader checks record sizes)."""
 
     held = True
 
@@ -245,8 +253,8 @@ class TorchLegacyFile:
         with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
         if size > available_memory() // 2:
-            raise FarmsError(f"{path} is an old-format (non-zip) PyTorch file larger than half the available "
-                             f"memory; re-save it with torch.save or as safetensors to analyse it.")
+            raise FarmsError(f"{path} is an old-format (non-zip) or quantized PyTorch file larger than half the "
+                             f"available memory; re-save it with torch.save or as safetensors to analyse it.")
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=False)
         except pickle.UnpicklingError as e:
@@ -305,3 +313,15 @@ def flatten_state_dict(obj, path: Path) -> dict:
         if out and all(k.startswith(wrapper) for k in out):
             out = {k[len(wrapper):]: v for k, v in out.items()}
     return out
+
+
+def open_torch_file(path: Path):
+    """A ``torch.save`` file, read in pieces where its format allows (:class:`TorchZipFile`)."""
+    with open_regular(path) as f:
+        zipped = f.read(4) == b"PK\x03\x04"
+    if zipped:
+        try:
+            return TorchZipFile(path)
+        except NeedsWholeLoad:
+            pass
+    return TorchHeldFile(path)

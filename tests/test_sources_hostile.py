@@ -107,6 +107,16 @@ def test_deflated_honest_records_load_exactly(tmp_path):
     assert all(torch.equal(got[k.removesuffix(".weight")], v) for k, v in sd.items())
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_quantized_tensors_fall_back_to_a_whole_load_and_get_a_status(tmp_path):
+    """Quantized tensors have no meta-device form: the file (its zip directory checked) is loaded whole."""
+    path = tmp_path / "q.pt"
+    q = torch.quantize_per_tensor(torch.randn(8, 8), 0.1, 0, torch.qint8)
+    torch.save({"q.weight": q, "fc.weight": torch.randn(60, 20)}, path)
+    t = analyze(path, **SMALL).table.set_index("layer")
+    assert t.loc["fc", "status"] == "ok" and "qint8" in t.loc["q", "status"]
+
+
 # ---------------------------------------------------------------- zip bombs, views, tensor counts
 
 @pytest.mark.parametrize("kind,size", [("pickle", 8 * 2**20), ("pickle", 64 * 2**20),
