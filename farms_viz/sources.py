@@ -252,8 +252,8 @@ class SafetensorsSource(FileSource):
 def _inside(p: Path, root: Path, what: Path) -> Path:
     """``p`` if it resolves to a file inside ``root``; FarmsError otherwise (``what`` named it).
 
-    An index (or a symlink) may name ``../x``, ``/etc/x`` or a link out of the folder: a model
-    folder from elsewhere must not make farms-viz read files outside it."""
+    An index (or a symlink: config.json, an index, a shard) may name ``../x``, ``/etc/x`` or a
+    link out of the folder: a model folder from elsewhere must not make farms-viz read files outside it."""
     try:
         real = p.resolve(strict=True)
     except FileNotFoundError:
@@ -295,11 +295,11 @@ def open_folder(folder: Path, name: str | None = None, root: Path | None = None)
     model_type = None
     config = folder / "config.json"
     if config.is_file():
-        model_type = _model_type(config)
+        model_type = _model_type(_inside(config, root, folder))
     files: list[Path] = []
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (folder / index).is_file():
-            files = _index_shards(folder / index, root)
+            files = _index_shards(_inside(folder / index, root, folder), root)
             break
     if not files:
         for single in ("model.safetensors", "pytorch_model.bin"):

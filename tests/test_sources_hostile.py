@@ -274,6 +274,17 @@ def test_index_pointing_outside_the_folder_is_refused(tmp_path, how):
     assert "outside" in _one_sentence(e)
 
 
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors.index.json"])
+def test_config_or_index_linked_out_of_the_folder_is_refused(tmp_path, name):
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text(json.dumps({"model_type": "bert", "weight_map": {"x.weight": "model-00001-of-00002.safetensors"}}))
+    folder = hf_folder(tmp_path / "m", _weights(2))
+    (folder / name).unlink()
+    (folder / name).symlink_to(outside)
+    with pytest.raises(FarmsError, match="outside"):
+        open_source(folder)
+
+
 def test_single_weights_file_linked_out_of_the_folder_is_refused(tmp_path):
     secret = _outside(tmp_path)
     folder = tmp_path / "m"
