@@ -92,7 +92,7 @@ def _empty_row(ref: TensorRef) -> dict:
                rows=int(shape[0]) if len(shape) >= 1 else 0,
                cols=int(shape[1]) if len(shape) >= 2 else 0,
                n_slices=0, n_windows=0, n_eigs_raw=0, n_eigs_farms=0, n_tail_raw=0, n_tail_farms=0,
-               n_spikes_raw=0, n_spikes_farms=0, status="ok")
+               n_spikes_raw=0, n_spikes_farms=0.0, status="ok")
     return row
 
 

@@ -73,7 +73,8 @@ def test_ray_table_equals_local_on_a_safetensors_file_with_failing_layers(ray_cl
     save_file(t, str(path))
     seen = []
     remote = analyze(path, executor="ray", progress=lambda d, n, layer: seen.append((d, n, layer)), **OPTS)
-    local = analyze(path, layers=r"^(?!f8$)", **OPTS)
+    others = [k[:-len(".weight")] for k in t if k != "f8.weight"]  # RE2 filters: no look-ahead
+    local = analyze(path, layers="^(" + "|".join(others) + ")$", **OPTS)
     tab = remote.table
     assert list(tab["layer"]) == sorted((k[:-len(".weight")] for k in t), key=natural_key)
     _same(tab[tab["layer"] != "f8"], local.table)
@@ -129,7 +130,8 @@ def test_in_memory_sources_go_through_the_object_store_and_a_raising_task_is_a_s
     assert list(tab["layer"]) == [list(local.table["layer"])[0], "broken", *list(local.table["layer"])[1:]]
     _same(tab[tab["layer"] != "broken"], local.table)
     broken = tab.set_index("layer").loc["broken"]
-    assert broken["status"] == "failed on the Ray cluster: AttributeError: 'list' object has no attribute 'is_floating_point'"
+    # the task's own layer analysis turns the exception into the layer's status, as it does locally
+    assert broken["status"] == "internal error: AttributeError: 'list' object has no attribute 'is_floating_point'"
     assert broken["kind"] == "linear" and (broken["rows"], broken["cols"]) == (8, 8)
     m = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 32))
     _same(analyze(m, executor="ray", **OPTS).table, analyze(m, **OPTS).table)
