@@ -175,7 +175,7 @@ class TorchZipFile:
         with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
             zf, infos = _zip_entries(f, path)
-            pkls = [i for i in infos if i.filename.endswith("data.pkl") and i.filename.count("/") <= 1]
+            pkls = [i for i in infos if i.filename.rsplit("/", 1)[-1] == "data.pkl" and i.filename.count("/") <= 1]
             if len(pkls) != 1:
                 if any(i.filename.endswith("constants.pkl") for i in infos):
                     raise FarmsError(f"{path} is a TorchScript archive, which holds code; save the model's "

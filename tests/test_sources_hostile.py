@@ -97,6 +97,19 @@ def test_tensors_read_at_their_offsets_equal_torch_load(tmp_path):
         assert got.dtype == v.dtype and got.shape == v.shape and torch.equal(got, v), k
 
 
+def test_extra_zip_entries_do_not_change_what_is_read(tmp_path):
+    """``archive/metadata.pkl`` (or any other entry) is not taken for the checkpoint's ``data.pkl``."""
+    import zipfile
+
+    path = tmp_path / "extra.pt"
+    sd = _weights(2)
+    torch.save(sd, path)
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("extra/metadata.pkl", b"not a pickle")
+    got = _load_all(open_source(path))
+    assert all(torch.equal(got[k.removesuffix(".weight")], v) for k, v in sd.items())
+
+
 def test_deflated_honest_records_load_exactly(tmp_path):
     """A re-zipped checkpoint whose records are deflated (ratio ~1.1) is honest and read in full."""
     honest = tmp_path / "w.pt"
