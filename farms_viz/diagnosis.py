@@ -136,9 +136,11 @@ def layer_numbers(spec, row: pd.Series | dict, which: str) -> dict[str, str]:
     esd = spec.esd_raw if which == "raw" else spec.esd_farms
     lam_max = float(esd[-1]) if len(esd) else math.nan
     fro2 = float(np.sum(esd)) if len(esd) else math.nan
-    blocks = getattr(fit, "n_blocks", 1)
+    blocks, failed = getattr(fit, "n_blocks", 1), getattr(fit, "n_blocks_failed", 0)
     numbers = {
-        "alpha": _fmt(fit.alpha) + (f" (mean of {blocks} block fits)" if blocks > 1 else ""),
+        "alpha": _fmt(fit.alpha) + (f" (mean of {blocks} block fits"
+                                    + (f"; {failed} blocks without a fit left out" if failed else "") + ")"
+                                    if blocks > 1 or failed else ""),
         "diagnosis": label(fit.alpha),
         "xmin": _fmt(fit.xmin) + (" (block mean)" if blocks > 1 else ""),
         "KS distance D": _fmt(fit.D),

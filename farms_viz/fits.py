@@ -32,6 +32,8 @@ class PowerLawFit:
     status: str = "ok"
     #: fits averaged into this one (the release's conv rule: one fit per block, see mean_fit)
     n_blocks: int = 1
+    #: blocks left out of that mean for want of an honest fit (e.g. a dead channel's zero kernel)
+    n_blocks_failed: int = 0
 
     @classmethod
     def failed(cls, method: str, n_eigs: int, status: str) -> "PowerLawFit":
@@ -41,19 +43,20 @@ class PowerLawFit:
 def mean_fit(fits: list[PowerLawFit]) -> PowerLawFit:
     """The FARMS release's conv result: alpha, xmin and D averaged over the blocks' fits.
 
-    The release averages every block's number; blocks without an honest fit (a status) are
-    left out here instead of entering the mean as 0, and the status says how many.
+    The release averages every block's number; blocks without an honest fit (a status: e.g. a
+    depthwise channel whose kernel is all zeros, rank < 5) are left out of the mean here instead
+    of entering it with a number fitted to round-off, and counted in ``n_blocks_failed``. The
+    layer's status is ``ok`` while at least one block has a fit.
     """
     ok = [f for f in fits if f.status == "ok"]
     n_eigs = sum(f.n_eigs for f in fits)
     method = fits[0].method if fits else ""
     if not ok:
         status = fits[0].status if fits else "no blocks"
-        return PowerLawFit(math.nan, math.nan, math.nan, 0, n_eigs, method, status, len(fits))
-    status = "ok" if len(ok) == len(fits) else f"{len(fits) - len(ok)} of {len(fits)} blocks had no fit"
+        return PowerLawFit(math.nan, math.nan, math.nan, 0, n_eigs, method, status, 0, len(fits))
     return PowerLawFit(float(np.mean([f.alpha for f in ok])), float(np.mean([f.xmin for f in ok])),
                        float(np.mean([f.D for f in ok])), sum(f.n_tail for f in ok), n_eigs, method,
-                       status, len(fits))
+                       "ok", len(ok), len(fits) - len(ok))
 
 
 def nonzero_eigs(eigs: np.ndarray, dim: int = 1, thresh: float = 0.0) -> np.ndarray:

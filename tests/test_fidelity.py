@@ -128,3 +128,18 @@ def test_conv_grid_rule_is_kept_as_a_named_option():
     # 40 x 96 slices: 96 // 40 = 2 blocks per kernel position, against a 3 x 3 window grid on each
     assert rel.loc["3", "n_windows"] == 2 * 9 and grid.loc["3", "n_windows"] == 3 * 3 * 9
     assert math.isfinite(grid.loc["3", "alpha_farms"])
+
+
+def test_dead_depthwise_channels_are_left_out_of_the_block_mean():
+    """A channel whose kernel is all zero has no spectrum to fit: the release would average a number
+    fitted to nothing; here the layer's alpha is the mean over the live channels, and says so."""
+    torch.manual_seed(4)
+    w = torch.distributions.StudentT(3.0).sample((16, 1, 3, 3))
+    dead = w.clone()
+    dead[[2, 7]] = 0.0
+    t = analyze({"dw.weight": dead}, fit="xmin_mid", cache=False)
+    fit = t.spectra["dw"].fit_farms
+    assert t.table.loc[0, "status"] == "ok" and (fit.n_blocks, fit.n_blocks_failed) == (14, 2)
+    live = [release.analysis_esd(b, fix_fingers="xmin_mid").alpha
+            for i, b in enumerate(release.conv2d_farms_blocks(w.double().numpy())) if i not in (2, 7)]
+    assert t.table.loc[0, "alpha_farms"] == pytest.approx(np.mean(live), rel=1e-6)
