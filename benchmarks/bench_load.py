@@ -92,13 +92,13 @@ class Watch(threading.Thread):
             self.stop.wait(max(0.0, self.period - dt))
 
 
-def start_server(jobs: int, log) -> tuple[subprocess.Popen, str]:
+def start_server(jobs: int, log, *extra: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(os.environ, FARMS_VIZ_SERVED="1", FARMS_VIZ_JOBS=str(jobs), HF_HUB_OFFLINE="1",
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.fileWatcherType", "none", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+                             "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", *extra],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60

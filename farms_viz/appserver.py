@@ -111,7 +111,11 @@ def _release_uploads(folder: UploadFolder) -> None:
 
 @st.cache_resource(scope="session", on_release=_release_uploads, show_spinner=False)
 def upload_folder() -> UploadFolder:
-    """This session's private upload folder; Streamlit deletes it when the session disconnects."""
+    """This session's private upload folder; Streamlit deletes it when the session disconnects.
+
+    The upload's bytes in Streamlit's own memory stay for ``server.disconnectedSessionTTL`` (120 s)
+    in case the tab reconnects, then go with the session (benchmarks/bench_upload.py: a 300 MB
+    upload, RSS 375 -> 678 MB, 664 MB 10 s after the tab closed, 378 MB after the TTL)."""
     return UploadFolder()
 
 

@@ -6,7 +6,8 @@ through :func:`from_url`, so a link can never set a number the widget would not 
 
 The Lab's limits also bound what one Lab job costs (measured on 2 cores, see the README's
 "Reliability / served mode"): the largest FARMS window is LAB_MAX_WINDOW rows, since 225 windows
-of 4000 x 4000 on a 4096 x 4096 matrix would take about half an hour.
+of 4000 x 4000 on a 4096 x 4096 matrix would take about half an hour, and the largest sweep size
+is 512.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .config import CONV_RULES, FITS, PRESETS
 from .lab import DISTRIBUTIONS, MAX_SIDE, SWEEP_MODES
 
 #: the largest FARMS window in the Lab: 4096 x 4096 with 15 x 15 windows of 1024 rows is the most
-#: expensive Lab matrix (37 s, 1.0 GB peak RSS on 2 cores); windows of 2048 would take ~5 min.
+#: expensive Lab matrix (64 CPU-s, 1.0 GB peak RSS on 2 cores); windows of 2048 would take ~5 min.
 LAB_MAX_WINDOW = 1024
 #: a URL value longer than this is not read at all (paths, hub ids and layer names are far shorter)
 MAX_PARAM_CHARS = 1024
@@ -62,7 +63,9 @@ LAB: dict[str, Bound] = {
     "mu": Bound(0.5, 10.0, 0.25),
     "strength": Bound(0.0, 20.0, 0.25),
     "rank": Bound(1, 50, 1, whole=True),
-    "size": Bound(16, 1024, 16, whole=True),
+    # the sweep's size: 512 keeps the most expensive sweep (fixed entries, 20 seeds, 15 windows per
+    # side) at ~60 CPU-s like the largest fixed-short-side one (256); 1024 took over 400 s
+    "size": Bound(16, 512, 16, whole=True),
     "seeds": Bound(1, 20, 1, whole=True),
     "win": Bound(0, LAB_MAX_WINDOW, 32, whole=True),
     "per_dim": Bound(1, 15, 1, whole=True),

@@ -124,8 +124,8 @@ def test_lab_sweep_link_with_huge_values_is_clamped_not_run():
     at = ok(_page(LAB, view="sweep", seeds="100", size="99999").run())
     ws = _warnings(at)
     assert any("seeds=100" in w for w in ws) and any("size=99999" in w for w in ws)
-    assert at.session_state["lab_seeds"] == 20 and at.session_state["lab_size"] == 1024
-    assert any("over the lab's 4096" in e.value for e in at.error)  # 1024 x 16: refused before any work
+    assert at.session_state["lab_seeds"] == 20 and at.session_state["lab_size"] == 512
+    assert any("over the lab's 4096" in e.value for e in at.error)  # 512 x 16: refused before any work
 
 
 def test_compare_sides_with_absurd_values_fall_back_with_a_sentence():
