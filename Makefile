@@ -3,8 +3,8 @@
 #   make venv    create .venv and install runtime deps + the package (editable)
 #   make dev     venv + test/dev tools
 #   make run     start the Streamlit app          (HEADLESS=1 for --server.headless true)
-#   make test    dev + Chromium check + pytest    (PYTEST_ARGS="-k foo -m 'not browser'")
-#   make bench   run benchmarks/run_all.py if present
+#   make test    dev + Chromium check + ruff + pytest    (PYTEST_ARGS="-k foo -m 'not browser'")
+#   make lint    ruff on the package, the app, tests and benchmarks
 #   make clean   remove build/test artefacts      (make distclean also removes .venv)
 
 SHELL := /bin/sh
@@ -17,7 +17,7 @@ TORCH_VERSION := 2.13.0
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: venv dev run test bench clean distclean check-torch
+.PHONY: venv dev run test lint clean distclean check-torch
 
 venv: $(VENV)/.installed
 
@@ -62,14 +62,11 @@ test: dev
 	@if [ "$${CI:-}" = true ] && [ ! -x "$(CHROMIUM)" ]; then \
 	  echo "error: CI=true but $(CHROMIUM) is missing" >&2; exit 1; \
 	fi
+	@$(MAKE) --no-print-directory lint
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
 
-bench: venv
-	@if [ -f benchmarks/run_all.py ]; then \
-	  $(VPY) benchmarks/run_all.py; \
-	else \
-	  echo "benchmarks/run_all.py not found; nothing to run"; \
-	fi
+lint: dev
+	$(VENV)/bin/ruff check farms_viz pages app.py tests benchmarks
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis test-artifacts .farms_viz_cache

@@ -2,10 +2,9 @@
 
 import streamlit as st
 
-from farms_viz import appstate as app
-from farms_viz.diagnosis import summarize
+from farms_viz.analyses.diagnosis import summarize
+from farms_viz.app import state as app
 from farms_viz.errors import FarmsError
-
 
 
 def home() -> None:

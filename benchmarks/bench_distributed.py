@@ -61,7 +61,7 @@ def run_one(path: str, executor: str, workers: int, out: str) -> None:
 
     start = 0.0
     if executor == "ray":
-        from farms_viz import distributed
+        from farms_viz.pipeline import ray as distributed
 
         distributed.connect(num_cpus=workers)
         start = time.perf_counter() - t0
@@ -78,9 +78,9 @@ def run_one(path: str, executor: str, workers: int, out: str) -> None:
 
 def window_cost() -> None:
     import torch
-
     from _common import best_of
-    from farms_viz.spectra import esd
+
+    from farms_viz.core.spectra import esd
 
     g = torch.Generator().manual_seed(0)
     rows = []

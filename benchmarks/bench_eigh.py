@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import best_of, describe_machine  # noqa: E402
 
-from farms_viz import spectra  # noqa: E402
+from farms_viz.core import spectra  # noqa: E402
 
 SIZES = [32, 64, 100, 128, 192, 256, 384, 512, 768, 1024, 2000]
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import describe_machine  # noqa: E402
 
-from farms_viz.fits import fit_power_law, peak_xmin  # noqa: E402
+from farms_viz.core.fits import fit_power_law, peak_xmin  # noqa: E402
 
 
 def pooled_esd(n: int, seed: int = 0) -> np.ndarray:

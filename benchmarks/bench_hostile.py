@@ -32,15 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import describe_machine  # noqa: E402
-from hostilekit import (many_tensors, pickle_bomb_pt, record_bomb_pt, short_record_pt,  # noqa: E402
-                        strided_view_pt)
+from hostilekit import many_tensors, pickle_bomb_pt, record_bomb_pt, short_record_pt, strided_view_pt  # noqa: E402
 
 CHILD = """
 import resource, sys, time
 import torch
 torch.set_num_threads(1)
 from farms_viz import analyze, FarmsError
-from farms_viz.sources import open_source
+from farms_viz.pipeline.sources import open_source
 mode, path = sys.argv[1], sys.argv[2]
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 t0 = time.perf_counter()

@@ -15,7 +15,9 @@ import time
 
 import torch
 
-from farms_viz import figures, figures_lab, lab
+from farms_viz.analyses import lab
+from farms_viz.figures import lab as figures_lab
+from farms_viz.figures import layer as figures
 
 
 def interaction(spec: lab.MatrixSpec) -> float:
@@ -26,7 +28,7 @@ def interaction(spec: lab.MatrixSpec) -> float:
     figures_lab.lab_esd(sp.esd_farms, res.theory_farms, sp.mp_farms, "farms")
     figures.tail_ccdf(sp.esd_raw, sp.fit_raw, "raw")
     figures.tail_ccdf(sp.esd_farms, sp.fit_farms, "farms")
-    figures.window_grid(sp.thumbnail, sp.grid)
+    figures.window_grid_figure(sp.thumbnail, sp.grid)
     return time.perf_counter() - t0
 
 

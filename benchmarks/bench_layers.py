@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import best_of, describe_machine, matmul_gflops  # noqa: E402
 
-from farms_viz.spectra import eigvalsh_batched, farms_esd, window_grid  # noqa: E402
+from farms_viz.core.spectra import eigvalsh_batched, farms_esd, window_grid  # noqa: E402
 
 SHAPES = [(384, 384), (1536, 384), (768, 3072), (2048, 2048), (4096, 4096), (11008, 4096)]
 WINDOWS = [100, 2000]

@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_machine  # noqa: E402
 
 from farms_viz import Settings, analyze  # noqa: E402
-from farms_viz.fits import peak_xmin  # noqa: E402
-from farms_viz.matrices import to_matrices  # noqa: E402
-from farms_viz.report import select_refs  # noqa: E402
-from farms_viz.sources import open_source  # noqa: E402
-from farms_viz.spectra import window_grid  # noqa: E402
+from farms_viz.core.fits import peak_xmin  # noqa: E402
+from farms_viz.core.matrices import to_matrices  # noqa: E402
+from farms_viz.core.spectra import window_grid  # noqa: E402
+from farms_viz.pipeline.analyze import select_refs  # noqa: E402
+from farms_viz.pipeline.sources import open_source  # noqa: E402
 
 PRESET = {"minilm": "llm", "mobilenet-v2": "cnn", "efficientnet-lite0": "cnn"}
 
@@ -76,7 +76,7 @@ def release_model(name: str, s: Settings) -> float:
 def one_layer_at_a_time(name: str, s: Settings) -> float:
     """Seconds for raw + FARMS with one layer at a time, its windows split over the threads
     (farms-viz's default on a CPU runs one layer per thread at once, see report.py)."""
-    from farms_viz import report
+    from farms_viz.pipeline import analyze as report
 
     keep = report.MAX_LAYER_WORKERS
     report.MAX_LAYER_WORKERS = 1

@@ -59,12 +59,13 @@ DEFAULT_RELEASE = Path("/work/farms_release")
 # ---------------------------------------------------------------- the model as an nn.Module
 
 def _open_source(name: str):
-    for mod in ("farms_viz.sources", "farms_viz.io.sources", "farms_viz.io"):
+    # farms_viz.open_source since the package layout of issue 15; farms_viz.sources before it
+    for mod in ("farms_viz", "farms_viz.sources"):
         try:
             return importlib.import_module(mod).open_source(name)
         except (ImportError, AttributeError):
             continue
-    raise SystemExit("cannot find farms_viz's open_source (farms_viz.sources or farms_viz.io.sources)")
+    raise SystemExit("cannot find farms_viz's open_source (farms_viz.open_source or farms_viz.sources)")
 
 
 def load_weights(source_name: str) -> dict[str, tuple[str, torch.Tensor]]:

@@ -10,8 +10,15 @@ import time
 import unicodedata
 from pathlib import Path
 
-from .config import CONV_RULES, DEVICES, FITS, PRESETS
-from .errors import FarmsError
+from farms_viz.analyses import allocate_io as alloc_io
+from farms_viz.analyses.allocate import MAPS, SCHEMES, allocated_params, alphapruning, tempbalance, weighted_mean
+from farms_viz.analyses.compare import change_text, compare_summary, compare_tables, diagnosis_changes
+from farms_viz.errors import FarmsError
+from farms_viz.io.tables import to_csv
+from farms_viz.pipeline.analyze import analyze
+from farms_viz.pipeline.ray import EXECUTORS
+from farms_viz.settings import CONV_RULES, DEVICES, FITS, PRESETS, SETTING_FIELDS
+from farms_viz.zoo import registry as zoo
 
 
 def terminal_text(text: str, newlines: bool = True) -> str:
@@ -107,8 +114,7 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
 
 
 def _settings_kwargs(a) -> dict:
-    return dict(preset=a.preset, fit=a.fit, xmin_pos=a.xmin_pos, window=a.window, q=a.q, ops=a.ops,
-                conv_rule=a.conv_rule, device=a.device, include_embeddings=a.include_embeddings, layers=a.layers)
+    return dict(preset=a.preset, layers=a.layers, **{f: getattr(a, f, None) for f in SETTING_FIELDS})
 
 
 def _summary(report) -> str:
@@ -133,8 +139,6 @@ def _summary(report) -> str:
 
 
 def cmd_analyze(a) -> int:
-    from .report import analyze
-
     check_out(a.out, [a.source])
     if a.address and a.executor != "ray":
         raise FarmsError("--address is the Ray cluster to use; give it with --executor ray.")
@@ -148,10 +152,6 @@ def cmd_analyze(a) -> int:
 
 def cmd_compare(a) -> int:
     """Analyse A and B with the same options (each exactly as ``analyze`` would) and write the matched table."""
-    from .compare import compare_summary, compare_tables, diagnosis_changes, change_text
-    from .report import analyze
-    from .tables import to_csv
-
     check_out(a.out, [a.a, a.b])
     reports = [analyze(src, progress=None if a.quiet else _Bar(), cache=not a.no_cache, **_settings_kwargs(a))
                for src in (a.a, a.b)]
@@ -174,9 +174,6 @@ def cmd_compare(a) -> int:
 
 def cmd_allocate(a) -> int:
     """TempBalance learning rates or AlphaPruning sparsities from raw and FARMS alphas of a table."""
-    from . import alloc_io
-    from .allocate import allocated_params, alphapruning, tempbalance, weighted_mean
-
     check_out(a.out, [a.report])
     table = alloc_io.read_table(a.report, progress=_Bar())
     if a.scheme == "alphapruning":
@@ -213,8 +210,6 @@ def cmd_allocate(a) -> int:
 
 
 def cmd_zoo(a) -> int:
-    from . import zoo
-
     for entry in zoo.list_entries():
         _print(f"{entry.name:<22} {entry.summary}")
     return 0
@@ -230,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--no-cache", action="store_true",
                     help="recompute every layer instead of reusing the disk cache ($FARMS_VIZ_CACHE or ~/.cache/farms-viz)")
     _add_analysis_options(pa)
-    pa.add_argument("--executor", choices=["local", "ray"], default="local",
+    pa.add_argument("--executor", choices=EXECUTORS, default="local",
                     help="local: in this process (default); ray: a Ray task per layer (pip install 'farms-viz[ray]')")
     pa.add_argument("--address", metavar="ADDR",
                     help="with --executor ray: a running Ray cluster (e.g. 10.0.0.5:6379 or ray://host:10001); "
@@ -247,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("allocate", help="layer-wise learning rates (TempBalance) or sparsities (AlphaPruning), raw vs FARMS")
     pl.add_argument("report", help="a table from 'farms-viz analyze' (.csv/.json), any CSV with layer, rows, cols, "
                                    "alpha_raw, alpha_farms, or a zoo name such as llama-7b-published")
-    pl.add_argument("--scheme", choices=["alphapruning", "tempbalance"], required=True)
+    pl.add_argument("--scheme", choices=SCHEMES, required=True)
     pl.add_argument("--out", required=True, help="FILE.csv (layer, ratio_raw, ratio_farms or lr_raw, lr_farms) "
                                                  "or FILE.json ({\"raw\": {layer: value}, \"farms\": {...}})")
     pl.add_argument("--sparsity", type=float, help="alphapruning: target parameter-weighted mean sparsity S")
@@ -258,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--blocks-only", action="store_true", help="alphapruning: allocate only the layers inside "
                     "transformer blocks (names like layers.N.); the others stay dense, as in AlphaPruning")
     pl.add_argument("--lr", type=float, help="tempbalance: the base learning rate")
-    pl.add_argument("--map", choices=["linear", "sqrt", "log2", "step"], default="linear", help="tempbalance map (default linear)")
+    pl.add_argument("--map", choices=MAPS, default="linear", help="tempbalance map (default linear)")
     pl.add_argument("--lr-min-ratio", type=float, default=0.5, help="tempbalance linear/step: lowest lr / base lr (default 0.5)")
     pl.add_argument("--lr-max-ratio", type=float, default=1.5, help="tempbalance linear/step: highest lr / base lr (default 1.5)")
     pl.add_argument("--keep-first", action="store_true", help="tempbalance: leave the first layer at the base lr")

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from farms_viz import appstate as app
-from farms_viz import figures
-from farms_viz.diagnosis import diagnosis_table, filter_layers, layer_kinds
+from farms_viz.analyses.diagnosis import diagnosis_table, filter_layers, layer_kinds
+from farms_viz.app import state as app
 from farms_viz.errors import FarmsError
+from farms_viz.figures import overview
 
 app.page_setup("Model overview")
 report = app.load_report()
@@ -33,13 +33,13 @@ if table.empty:
 st.caption(f"{len(table)} of {len(report.table)} layers. "
            + ("Click a bar to open that layer in the layer browser." if not report.metrics_only
               else "Published metrics only: no spectra, so bars do not open the layer browser."))
-event = st.plotly_chart(figures.alpha_bars(table), key="ov_bars", on_select="rerun",
+event = st.plotly_chart(overview.alpha_bars(table), key="ov_bars", on_select="rerun",
                         selection_mode="points", theme=None, config={"displaylogo": False})
 clicked = app.selected_layer(event)
 if clicked and not report.metrics_only and clicked in report.spectra:
     app.open_layer(clicked)
 
-st.plotly_chart(figures.alpha_vs_aspect(table), key="ov_scatter", theme=None, config={"displaylogo": False})
+st.plotly_chart(overview.alpha_vs_aspect(table), key="ov_scatter", theme=None, config={"displaylogo": False})
 st.caption("Raw α drifts with the aspect ratio of the matrix; FARMS measures every layer at one fixed "
            "aspect ratio, so its trend line should be flat. Raw points sit just left of each aspect ratio, "
            "FARMS points just right, and a grey line joins the two values of a layer. Where one FARMS window "

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from farms_viz import appstate as app
-from farms_viz import figures
-from farms_viz.diagnosis import grid_caption, layer_numbers
+from farms_viz.analyses.diagnosis import grid_caption, layer_numbers
+from farms_viz.app import state as app
+from farms_viz.figures import layer as figures
+from farms_viz.figures import style
 
 app.page_setup("Layer browser")
 report = app.load_report()
@@ -49,16 +50,14 @@ def layer_view() -> None:
     cfg = {"displaylogo": False}
     cols = st.columns(2, gap="large")
     for col, which in zip(cols, ("raw", "farms")):
-        esd = spec.esd_raw if which == "raw" else spec.esd_farms
-        mp = spec.mp_raw if which == "raw" else spec.mp_farms
-        fit = spec.fit_raw if which == "raw" else spec.fit_farms
+        esd, fit, mp = spec.side(which).esd, spec.side(which).fit, spec.side(which).mp
         name = figures.NAMES[which]
         with col:
             color = figures.COLORS[which]
             what = (f"the whole {spec.rows} × {spec.cols} matrix" if which == "raw"
                     else f"{spec.grid.n_windows} windows of {spec.grid.h} × {spec.grid.w}, pooled")
             st.markdown(f"<h3 style='color:{color};margin-bottom:0'>{name}</h3>"
-                        f"<span style='color:#52606D'>{what}</span>", unsafe_allow_html=True)
+                        f"<span style='color:{style.MUTED}'>{what}</span>", unsafe_allow_html=True)
             st.plotly_chart(figures.esd_histogram(esd, mp, which, log_x=log_x, title=f"ESD {name} with Marchenko–Pastur fit"),
                             key=f"esd_{which}", theme=None, config=cfg)
             st.plotly_chart(figures.tail_ccdf(esd, fit, which, title=f"Power-law tail {name} (CCDF)"),
@@ -71,9 +70,10 @@ def layer_view() -> None:
 
     st.subheader("Where FARMS looks")
     g1, g2 = st.columns([3, 2])
-    g1.plotly_chart(figures.window_grid(spec.thumbnail, spec.grid), key="grid", theme=None, config=cfg)
+    g1.plotly_chart(figures.window_grid_figure(spec.thumbnail, spec.grid), key="grid", theme=None, config=cfg)
     g2.markdown(grid_caption(spec.grid, int(row.get("n_slices", 1) or 1)))
-    g2.caption("The heatmap is |W| averaged over blocks (at most 96 × 96). Each blue rectangle is one "
+    g2.caption(f"The heatmap is |W| averaged over blocks (at most {style.DISPLAY_SIDE} × {style.DISPLAY_SIDE}). "
+               "Each blue rectangle is one "
                "FARMS window; the eigenvalues of all windows are pooled into the FARMS ESD.")
 
 

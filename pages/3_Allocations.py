@@ -2,12 +2,13 @@
 
 import streamlit as st
 
-from farms_viz import alloc_io
-from farms_viz import allocate as al
-from farms_viz import appstate as app
-from farms_viz import figures_alloc as fa
+from farms_viz.analyses import allocate as al
+from farms_viz.analyses import allocate_io as alloc_io
+from farms_viz.analyses import blocks
+from farms_viz.app import state as app
 from farms_viz.errors import FarmsError
-from farms_viz.tables import to_csv
+from farms_viz.figures import allocate as fa
+from farms_viz.io.tables import to_csv
 
 LLAMA = app.SourceSpec("zoo", "llama-7b-published")
 DEFAULTS = {"al_scheme": "alphapruning", "al_sparsity": 0.7, "al_epsilon": 0.3, "al_block_wise": False,
@@ -43,7 +44,7 @@ spec = app.current_spec()
 st.title(f"Allocations — {spec.title}")
 
 is_llama = spec == LLAMA
-transformer = al.has_blocks(report.table["layer"])
+transformer = blocks.has_blocks(report.table["layer"])
 e1, e2 = st.columns([1, 3], vertical_alignment="center")
 if is_llama:
     back = st.session_state.get("al_prev") or app.SourceSpec("zoo", app.DEFAULT_MODEL)
@@ -145,7 +146,7 @@ st.caption("Top: each layer's " + ("sparsity" if scheme == "alphapruning" else "
 
 # ---------------------------------------------------------------- blocks
 block_size = options.get("block_size")
-if al.has_blocks(table["layer"]) or block_size:
+if blocks.has_blocks(table["layer"]) or block_size:
     st.subheader("Per transformer block")
     summary = al.block_summary(alloc, table, block_size)
     st.plotly_chart(fa.block_chart(summary, alloc), key="al_blocks", theme=None, config=cfg)

@@ -2,14 +2,22 @@
 
 import streamlit as st
 
-from farms_viz import appserver
-from farms_viz import appstate as app
-from farms_viz import appstate_compare as cmpst
-from farms_viz import figures_compare as fc
-from farms_viz.compare import (checkpoint_files, compare_summary, compare_tables, diagnosis_changes, series_long,
-                               series_mean, unmatched, zoo_series)
-from farms_viz.digits import accuracy
+from farms_viz.analyses.compare import (
+    checkpoint_files,
+    compare_summary,
+    compare_tables,
+    diagnosis_changes,
+    series_long,
+    series_mean,
+    unmatched,
+    zoo_series,
+)
+from farms_viz.app import compare as cmpst
+from farms_viz.app import server as appserver
+from farms_viz.app import state as app
 from farms_viz.errors import FarmsError
+from farms_viz.figures import compare as fc
+from farms_viz.zoo.digits import accuracy
 
 app.page_setup("Compare")
 settings = app.sidebar_settings()
@@ -36,7 +44,7 @@ def pair_view() -> None:
     if a is None or b is None:
         st.info("Give both checkpoints to compare (a path needs Enter, an upload a file).")
         return
-    ra, rb = cmpst.analyse_pair(a, b, settings)
+    ra, rb = cmpst.analyze_pair(a, b, settings)
     if ra is None or rb is None:
         return
     la, lb = a.title, b.title

@@ -2,15 +2,17 @@
 
 import streamlit as st
 
-from farms_viz import appserver
-from farms_viz import appstate as app
-from farms_viz import figures, figures_lab
-from farms_viz.bounds import LAB, LAB_MAX_WINDOW
-from farms_viz import labstate as lab_st
-from farms_viz.diagnosis import _fmt, grid_caption
+from farms_viz.analyses.diagnosis import fmt_number, grid_caption
+from farms_viz.analyses.lab import DISTRIBUTIONS, SWEEP_MODES, SWEEP_RATIOS
+from farms_viz.app import lab as lab_st
+from farms_viz.app import server as appserver
+from farms_viz.app import state as app
+from farms_viz.app.bounds import LAB, LAB_MAX_WINDOW
 from farms_viz.errors import FarmsError
-from farms_viz.lab import DISTRIBUTIONS, SWEEP_MODES, SWEEP_RATIOS
-from farms_viz.config import FITS
+from farms_viz.figures import lab as figures_lab
+from farms_viz.figures import layer as figures
+from farms_viz.figures import style
+from farms_viz.settings import FITS
 
 app.page_config("Aspect-ratio lab")  # no page_setup: the lab's URL keys are its own, not the analysis settings
 lab_st.init()
@@ -144,8 +146,8 @@ def matrix_view() -> None:
     g = sp.grid
     what = (f"your matrix **{name}**" if name else f"{DISTRIBUTIONS[spec.dist].split(' (')[0]} entries, seed {spec.seed}")
     m = st.columns(4)
-    m[0].metric("α raw", _fmt(res.alpha_raw), help="Power-law exponent of the whole matrix's ESD tail.")
-    m[1].metric("α FARMS", _fmt(res.alpha_farms), help="Power-law exponent of the pooled window ESD.")
+    m[0].metric("α raw", fmt_number(res.alpha_raw), help="Power-law exponent of the whole matrix's ESD tail.")
+    m[1].metric("α FARMS", fmt_number(res.alpha_farms), help="Power-law exponent of the pooled window ESD.")
     m[2].metric("Matrix", f"{sp.rows} × {sp.cols}", delta=f"aspect ratio Q = {max(sp.rows, sp.cols) / min(sp.rows, sp.cols):.3g}",
                 delta_color="off", delta_arrow="off")
     m[3].metric("FARMS window", f"{g.h} × {g.w}", delta=f"{g.n_windows} windows, aspect ratio {g.aspect_ratio:.3g}",
@@ -158,9 +160,7 @@ def matrix_view() -> None:
         log_x = W(st.toggle, "log-scale λ axis", "log",
                   help="Heavy-tailed spectra span decades; a log axis shows them whole.")
     for col, which in ((c_raw, "raw"), (c_farms, "farms")):
-        esd = sp.esd_raw if which == "raw" else sp.esd_farms
-        th = res.theory_raw if which == "raw" else res.theory_farms
-        mp = sp.mp_raw if which == "raw" else sp.mp_farms
+        esd, mp, th = sp.side(which).esd, sp.side(which).mp, res.theory(which)
         title = (f"Raw: whole {sp.rows} × {sp.cols} matrix" if which == "raw"
                  else f"FARMS: {g.n_windows} windows of {g.h} × {g.w}")
         col.plotly_chart(figures_lab.lab_esd(esd, th, mp, which, log_x=log_x, title=title),
@@ -175,8 +175,7 @@ def matrix_view() -> None:
     st.subheader("2 · The tail and α")
     c_raw, c_farms, c_txt = st.columns([2, 2, 1.65], gap="medium")
     for col, which in ((c_raw, "raw"), (c_farms, "farms")):
-        fit = sp.fit_raw if which == "raw" else sp.fit_farms
-        esd = sp.esd_raw if which == "raw" else sp.esd_farms
+        fit, esd = sp.side(which).fit, sp.side(which).esd
         col.plotly_chart(figures.tail_ccdf(esd, fit, which, title=f"Tail {figures.NAMES[which]}: CCDF and power-law fit"),
                          key=f"lab_tail_{which}", theme=None, config=CFG)
     with c_txt:
@@ -185,11 +184,11 @@ def matrix_view() -> None:
 
     st.subheader("3 · Where FARMS looks")
     c_grid, c_txt = st.columns([2.6, 2.85], gap="medium")
-    c_grid.plotly_chart(figures.window_grid(sp.thumbnail, g), key="lab_grid", theme=None, config=CFG)
+    c_grid.plotly_chart(figures.window_grid_figure(sp.thumbnail, g), key="lab_grid", theme=None, config=CFG)
     with c_txt:
         st.markdown(FARMS_TEXT)
         st.markdown(grid_caption(g))
-        st.caption("The heatmap is |W| averaged over blocks (at most 96 × 96).")
+        st.caption(f"The heatmap is |W| averaged over blocks (at most {style.DISPLAY_SIDE} × {style.DISPLAY_SIDE}).")
 
 
 # ---------------------------------------------------------------- the sweep

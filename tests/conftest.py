@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,6 +27,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  # Left: Chromium's IPv6 reachability probe, a UDP connect() that sends no packet.
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
 ARTIFACTS = ROOT / "test-artifacts"
+#: test folders whose tests get a marker, so ``-m "not browser"`` or ``-m app`` select by kind
+FOLDER_MARKS = {"app": "app", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in FOLDER_MARKS:
+            item.add_marker(FOLDER_MARKS[folder])
 
 
 def _free_port() -> int:

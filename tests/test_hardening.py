@@ -18,18 +18,18 @@ import pytest
 import torch
 
 from farms_viz import analyze
-from farms_viz.cache import LayerCache, tensor_key
+from farms_viz.analyses.diagnosis import filter_layers
+from farms_viz.analyses.lab import SEED_MAX, MatrixSpec, sweep
 from farms_viz.cli import _Bar, check_out, main, terminal_text
-from farms_viz.config import BOUNDS, Settings
-from farms_viz.diagnosis import filter_layers
+from farms_viz.core.fits import MIN_EIGS, fit_power_law
+from farms_viz.core.spectra import batched_esd, farms_esd
 from farms_viz.errors import FarmsError
-from farms_viz.fits import MIN_EIGS, fit_power_law
-from farms_viz.lab import SEED_MAX, MatrixSpec, sweep
-from farms_viz.layerfilter import MAX_PATTERN, compile_filter, filter_names
-from farms_viz.report import analyze_layer
-from farms_viz.sources import open_source
-from farms_viz.spectra import batched_esd, esd, farms_esd
-from farms_viz.tables import csv_safe, to_csv
+from farms_viz.io.cache import LayerCache, tensor_key
+from farms_viz.io.tables import csv_safe, to_csv
+from farms_viz.pipeline.layer import analyze_layer
+from farms_viz.pipeline.layerfilter import MAX_PATTERN, compile_filter, filter_names
+from farms_viz.pipeline.sources import open_source
+from farms_viz.settings import BOUNDS, Settings
 
 #: Patterns that take exponential time in a backtracking engine on names of ~50 characters.
 HOSTILE = [r"([\w.]|[\w.])*Z", r"(a+)+$", r"(\w|\w)*!", r"(.*\.)*x{2}$", r"((ab)*|b)*c"]
@@ -162,7 +162,7 @@ def test_float64_eigenvalues_past_float64_range_are_a_farms_error():
 
 
 def test_an_unexpected_exception_in_one_layer_is_its_status(monkeypatch):
-    import farms_viz.report as report
+    import farms_viz.pipeline.layer as report
 
     real = report.fit_mp
 
@@ -220,13 +220,13 @@ def test_lab_sweep_refuses_seeds_past_the_range():
 @pytest.fixture
 def no_analysis(monkeypatch):
     """Fails a test that reaches an analysis (the --out check must come first)."""
-    import farms_viz.alloc_io as alloc_io
-    import farms_viz.report as report
+    import farms_viz.analyses.allocate_io as alloc_io
+    import farms_viz.cli as cli
 
     def boom(*a, **k):
         raise AssertionError("the analysis ran before --out was checked")
 
-    monkeypatch.setattr(report, "analyze", boom)
+    monkeypatch.setattr(cli, "analyze", boom)
     monkeypatch.setattr(alloc_io, "read_table", boom)
 
 

@@ -248,7 +248,9 @@ def layer_estimate(weight: np.ndarray, use_sliding_window: bool, fix_fingers: st
         return LayerResult(f.alpha, f.D, f.spectral_norm, f.alpha_hat, [f])
     if w.ndim == 4:
         fits = [analysis_esd(b, **kw) for b in conv2d_farms_blocks(w, Q_ratio, conv_norm)]
-        mean = (lambda k: float(np.mean([getattr(f, k) for f in fits])) if fits else math.nan)
+        def mean(k):
+            return float(np.mean([getattr(f, k) for f in fits])) if fits else math.nan
+
         return LayerResult(mean("alpha"), mean("D"), mean("spectral_norm"), mean("alpha_hat"), fits)
     e = fixed_sampling(w, num_row_samples, Q_ratio, sampling_ops_per_dim)
     if e.size < EIGS_NUM_THRESH:

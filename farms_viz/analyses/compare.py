@@ -1,0 +1,252 @@
+"""Compare checkpoints: two reports matched layer by layer, and a series of reports across training steps.
+
+Pure tables (pandas), no Streamlit or Plotly. Layers are matched by name; a layer on one side
+only, or whose matrix shape differs, is kept with a ``status`` instead of being dropped.
+Delta alpha is B - A, raw and FARMS. HT-SR labels (over-trained < 2 <= well-trained <= 6 <
+under-trained) come from :mod:`farms_viz.analyses.diagnosis`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from farms_viz.analyses.diagnosis import NO_FIT, labels
+from farms_viz.errors import FarmsError
+from farms_viz.pipeline.analyze import analyze
+from farms_viz.zoo.digits import ARCHS, EPOCHS
+
+#: the columns every comparison starts with, in this order (the README's table; more follow them)
+CORE_COLUMNS = ["layer", "alpha_raw_a", "alpha_raw_b", "alpha_farms_a", "alpha_farms_b",
+                "delta_raw", "delta_farms", "status"]
+EXTRA_COLUMNS = ["kind", "shape_a", "shape_b", "label_raw_a", "label_raw_b", "label_farms_a", "label_farms_b",
+                 "changed_raw", "changed_farms"]
+COLUMNS = CORE_COLUMNS + EXTRA_COLUMNS
+OK, ONLY_A, ONLY_B, SHAPE = "ok", "only in A", "only in B", "shape differs"
+#: file names a checkpoint folder may hold (a subfolder counts too: a Hugging Face checkpoint-N folder)
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+
+def _table(x) -> pd.DataFrame:
+    """A report's table, or a table as is."""
+    return x.table if hasattr(x, "table") else x
+
+
+def _shape(row) -> str:
+    try:
+        r, c = float(row["rows"]), float(row["cols"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return f"{int(r)} × {int(c)}" if np.isfinite(r) and np.isfinite(c) else ""
+
+
+def _by_layer(t: pd.DataFrame) -> dict[str, pd.Series]:
+    """Rows by layer name, first occurrence wins, in table order."""
+    out: dict[str, pd.Series] = {}
+    for _, row in t.iterrows():
+        out.setdefault(str(row["layer"]), row)
+    return out
+
+
+def _side_status(row) -> str:
+    s = row.get("status", OK) if row is not None else OK
+    return OK if s is None or (isinstance(s, float) and np.isnan(s)) or s == "" else str(s)
+
+
+def compare(a, b, *, progress=None, cache: bool = True, **options) -> pd.DataFrame:
+    """Analyse checkpoints ``a`` and ``b`` with the same settings (each exactly as :func:`analyze`
+    with ``options`` would) and match them layer by layer (:func:`compare_tables`)."""
+    return compare_tables(*(analyze(x, progress=progress, cache=cache, **options) for x in (a, b)))
+
+
+def compare_tables(a, b) -> pd.DataFrame:
+    """Match two reports (or tables) by layer name and shape: a row per layer, A's order, B-only appended.
+
+    ``status``: ``ok``; ``only in A`` / ``only in B``; ``shape differs`` (alphas and deltas are
+    still given: FARMS alpha is comparable across shapes, raw alpha is biased by them); else the
+    layer status of either side, prefixed ``A: `` / ``B: ``. ``delta_* = alpha_*_b - alpha_*_a``
+    (NaN unless both are finite). ``changed_raw`` / ``changed_farms``: the HT-SR label differs
+    between A and B (both fitted).
+    """
+    ta, tb = _table(a), _table(b)
+    ra, rb = _by_layer(ta), _by_layer(tb)
+    names = list(ra) + [n for n in rb if n not in ra]
+    rows = []
+    for name in names:
+        xa, xb = ra.get(name), rb.get(name)
+        row = {"layer": name}
+        for side, x in (("a", xa), ("b", xb)):
+            for which in ("raw", "farms"):
+                v = x.get(f"alpha_{which}", np.nan) if x is not None else np.nan
+                row[f"alpha_{which}_{side}"] = float(v) if v is not None else np.nan
+            row[f"shape_{side}"] = _shape(x) if x is not None else ""
+        x_any = xa if xa is not None else xb
+        row["kind"] = str(x_any.get("kind", "") or "") if x_any is not None else ""
+        if xb is None:
+            status = ONLY_A
+        elif xa is None:
+            status = ONLY_B
+        elif row["shape_a"] != row["shape_b"]:
+            status = SHAPE
+        else:
+            parts = [f"{s}: {st}" for s, st in (("A", _side_status(xa)), ("B", _side_status(xb))) if st != OK]
+            status = "; ".join(parts) if parts else OK
+        row["status"] = status
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=[c for c in COLUMNS if not c.startswith(("delta", "label", "changed"))])
+    if out.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    both = ~out["status"].isin([ONLY_A, ONLY_B])
+    for which in ("raw", "farms"):
+        a_, b_ = out[f"alpha_{which}_a"].astype(float), out[f"alpha_{which}_b"].astype(float)
+        out[f"delta_{which}"] = np.where(both, b_ - a_, np.nan)
+        out[f"label_{which}_a"] = labels(a_)
+        out[f"label_{which}_b"] = labels(b_)
+        la, lb = out[f"label_{which}_a"], out[f"label_{which}_b"]
+        out[f"changed_{which}"] = both & (la != lb) & (la != NO_FIT) & (lb != NO_FIT)
+    return out[COLUMNS].reset_index(drop=True)
+
+
+def unmatched(cmp: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose status is not ``ok`` (one side only, shape differs, or a layer status)."""
+    return cmp[cmp["status"] != OK].reset_index(drop=True)
+
+
+def diagnosis_changes(cmp: pd.DataFrame) -> pd.DataFrame:
+    """Layers whose HT-SR label changes from A to B, raw or FARMS: layer, the labels, which changed."""
+    ch = cmp[cmp["changed_raw"] | cmp["changed_farms"]]
+    return ch[["layer", "label_raw_a", "label_raw_b", "label_farms_a", "label_farms_b",
+               "changed_raw", "changed_farms"]].reset_index(drop=True)
+
+
+def change_text(row) -> str:
+    """One line saying how a layer's diagnosis moves, e.g. ``raw: well-trained → over-trained``."""
+    parts = [f"{name}: {row[f'label_{which}_a']} → {row[f'label_{which}_b']}"
+             for which, name in (("raw", "raw"), ("farms", "FARMS")) if bool(row[f"changed_{which}"])]
+    return "; ".join(parts)
+
+
+def compare_summary(cmp: pd.DataFrame) -> dict:
+    """Counts and mean deltas: matched, only_a, only_b, shape_differs, changed_raw/farms, mean_delta_*."""
+    st = cmp["status"]
+    out = {"layers": len(cmp), "matched": int((~st.isin([ONLY_A, ONLY_B])).sum()),
+           "only_a": int((st == ONLY_A).sum()), "only_b": int((st == ONLY_B).sum()),
+           "shape_differs": int((st == SHAPE).sum()),
+           "changed_raw": int(cmp["changed_raw"].sum()), "changed_farms": int(cmp["changed_farms"].sum())}
+    for which in ("raw", "farms"):
+        d = cmp[f"delta_{which}"].astype(float)
+        d = d[np.isfinite(d)]
+        out[f"mean_delta_{which}"] = float(d.mean()) if len(d) else float("nan")
+    return out
+
+
+# ------------------------------------------------------------------ series
+
+def series_long(items) -> pd.DataFrame:
+    """A long table of several checkpoints: step, step_index, layer, layer_index, alpha_raw, alpha_farms, status.
+
+    ``items`` is a list of ``(step label, report or table)`` in training order. Layers are in
+    order of first appearance (the first checkpoint's model order, later-only layers appended).
+    """
+    rows, order = [], {}
+    for i, (label, rep) in enumerate(items):
+        t = _table(rep)
+        for _, r in t.iterrows():
+            name = str(r["layer"])
+            order.setdefault(name, len(order))
+            rows.append({"step": str(label), "step_index": i, "layer": name, "layer_index": order[name],
+                         "alpha_raw": float(r["alpha_raw"]), "alpha_farms": float(r["alpha_farms"]),
+                         "status": _side_status(r)})
+    cols = ["step", "step_index", "layer", "layer_index", "alpha_raw", "alpha_farms", "status"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def series_wide(long: pd.DataFrame, column: str = "alpha_farms") -> pd.DataFrame:
+    """``column`` as layers (rows, model order) x steps (columns, training order); NaN where a layer is absent."""
+    if long.empty:
+        return pd.DataFrame()
+    steps = long.drop_duplicates("step_index").sort_values("step_index")["step"].tolist()
+    layers = long.drop_duplicates("layer").sort_values("layer_index")["layer"].tolist()
+    w = long.pivot_table(index="layer", columns="step", values=column, aggfunc="first", dropna=False)
+    return w.reindex(index=layers, columns=steps)
+
+
+def series_mean(long: pd.DataFrame) -> pd.DataFrame:
+    """Per step: mean and std over layers of alpha raw and FARMS (finite values only) and the layer count."""
+    out = []
+    for (i, step), g in long.groupby(["step_index", "step"], sort=True):
+        row = {"step": step, "step_index": i, "n_layers": len(g)}
+        for which in ("raw", "farms"):
+            a = g[f"alpha_{which}"].astype(float)
+            a = a[np.isfinite(a)]
+            row[f"mean_{which}"] = float(a.mean()) if len(a) else np.nan
+            row[f"std_{which}"] = float(a.std(ddof=0)) if len(a) else np.nan
+        out.append(row)
+    cols = ["step", "step_index", "n_layers", "mean_raw", "std_raw", "mean_farms", "std_farms"]
+    return pd.DataFrame(out, columns=cols)
+
+
+_STEP_KEYS = re.compile(r"(?:global[_-]?step|step|iter(?:ation)?|checkpoint|ckpt)[-_=]?(\d+)", re.I)
+_EPOCH_KEY = re.compile(r"epoch[-_=]?(\d+)", re.I)
+_ANY_NUMBER = re.compile(r"(\d+)")
+
+
+def step_number(name: str) -> int | None:
+    """The training step in a checkpoint name: after ``step``/``iter``/``checkpoint``/``ckpt``, else
+    after ``epoch``, else the last number; None when the name has no digits.
+
+    ``checkpoint-1000`` -> 1000, ``model-epoch=3-step=1200.ckpt`` -> 1200, ``digits-mlp-epoch03`` -> 3,
+    ``run7_500.pt`` -> 500.
+    """
+    stem = Path(name).name
+    for suf in WEIGHT_SUFFIXES:
+        if stem.lower().endswith(suf):
+            stem = stem[: -len(suf)]
+            break
+    for rx in (_STEP_KEYS, _EPOCH_KEY):
+        m = rx.findall(stem)
+        if m:
+            return int(m[-1])
+    m = _ANY_NUMBER.findall(stem)
+    return int(m[-1]) if m else None
+
+
+def checkpoint_files(folder) -> list[tuple[str, Path]]:
+    """The checkpoints in ``folder`` sorted by step number in the name: ``(label, path)`` pairs.
+
+    A checkpoint is a weights file (.safetensors, .pt, .pth, .bin, .ckpt) or a subfolder (a Hugging
+    Face ``checkpoint-N`` folder). Names without a number come last, by name. The label is
+    ``step N`` (``epoch N`` when the number came from ``epoch``), or the name.
+    """
+    p = Path(folder).expanduser()
+    if not p.is_dir():
+        raise FarmsError(f"{p} is not a folder; give a folder that holds one checkpoint per step.")
+    found = []
+    for f in p.iterdir():
+        if f.name.startswith("."):
+            continue
+        if f.is_dir() or (f.is_file() and f.name.lower().endswith(WEIGHT_SUFFIXES) and "index" not in f.name):
+            found.append(f)
+    if not found:
+        raise FarmsError(f"{p} holds no checkpoints (weights files {', '.join(WEIGHT_SUFFIXES)} or checkpoint folders).")
+    keyed = sorted(found, key=lambda f: (step_number(f.name) is None, step_number(f.name) or 0, f.name))
+    out, seen = [], set()
+    for f in keyed:
+        n = step_number(f.name)
+        unit = "epoch" if n is not None and not _STEP_KEYS.search(f.name) and _EPOCH_KEY.search(f.name) else "step"
+        label = f"{unit} {n}" if n is not None else f.name
+        if label in seen:  # two files with one number: keep them apart
+            label = f"{label} ({f.name})"
+        seen.add(label)
+        out.append((label, f))
+    return out
+
+
+def zoo_series(arch: str) -> list[tuple[str, str]]:
+    """The zoo's digits training run of ``arch`` (``mlp`` or ``cnn``): ``(epoch label, zoo name)`` pairs."""
+    if arch not in ARCHS:
+        raise FarmsError(f"there is no digits series {arch!r}; choose one of {', '.join(ARCHS)}.")
+    return [(f"epoch {e}", f"digits-{arch}@{e}") for e in EPOCHS]

@@ -1,0 +1,168 @@
+"""Small pure helpers that turn a report's numbers into words: alpha -> label, summaries, flips.
+
+HT-SR reading of the power-law exponent alpha of a layer's ESD (Martin & Mahoney; FARMS, Sec. 2):
+alpha < 2 over-trained (very heavy tail), 2 <= alpha <= 6 well-trained, alpha > 6 under-trained.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from farms_viz.pipeline.layerfilter import filter_names
+
+#: (low, high, label, colour) for the alpha bands, low inclusive.
+BANDS = (
+    (0.0, 2.0, "over-trained", "#F4D6D6"),
+    (2.0, 6.0, "well-trained", "#DDEFD9"),
+    (6.0, math.inf, "under-trained", "#ECECEC"),
+)
+#: where one band ends and the next begins (2 and 6)
+BAND_EDGES = tuple(hi for _, hi, _, _ in BANDS[:-1])
+NO_FIT = "no fit"
+
+
+def label(alpha: float) -> str:
+    """The HT-SR diagnosis of one alpha: over-trained (<2), well-trained (2-6), under-trained (>6)."""
+    if alpha is None or not np.isfinite(alpha):
+        return NO_FIT
+    for lo, hi, name, _ in BANDS:
+        if lo <= alpha < hi or (name == "well-trained" and alpha == hi):
+            return name
+    return "over-trained" if alpha < 0 else "under-trained"
+
+
+def labels(alphas) -> list[str]:
+    return [label(a) for a in np.asarray(alphas, dtype=np.float64)]
+
+
+def diagnosis_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Each layer's diagnosis raw vs FARMS; layers whose label flips come first, then model order."""
+    t = table.reset_index(drop=True)
+    out = pd.DataFrame({
+        "layer": t["layer"],
+        "kind": t.get("kind", pd.Series([""] * len(t))).fillna(""),
+        "shape": [f"{int(r)} × {int(c)}" for r, c in zip(t["rows"], t["cols"])],
+        "aspect_ratio": t["aspect_ratio"].astype(float),
+        "alpha_raw": t["alpha_raw"].astype(float),
+        "alpha_farms": t["alpha_farms"].astype(float),
+    })
+    out["label_raw"] = labels(out["alpha_raw"])
+    out["label_farms"] = labels(out["alpha_farms"])
+    out["flipped"] = (out["label_raw"] != out["label_farms"]) & (out["label_raw"] != NO_FIT) & (out["label_farms"] != NO_FIT)
+    out["order"] = np.arange(len(out))
+    out = out.sort_values(["flipped", "order"], ascending=[False, True], kind="stable")
+    return out.drop(columns="order").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Model-level numbers for the home page."""
+
+    n_layers: int
+    n_fitted: int
+    n_flipped: int
+    mean_raw: float
+    std_raw: float
+    mean_farms: float
+    std_farms: float
+    counts_raw: dict
+    counts_farms: dict
+
+
+def summarize(table: pd.DataFrame) -> Summary:
+    """Number of layers, diagnosis flips, mean and spread (std) of alpha raw vs FARMS."""
+    d = diagnosis_table(table) if len(table) else None
+    raw = table["alpha_raw"].astype(float).to_numpy() if len(table) else np.array([])
+    farms = table["alpha_farms"].astype(float).to_numpy() if len(table) else np.array([])
+
+    def ms(a):
+        a = a[np.isfinite(a)]
+        if a.size == 0:
+            return math.nan, math.nan
+        return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+
+    mr, sr = ms(raw)
+    mf, sf = ms(farms)
+    names = [b[2] for b in BANDS] + [NO_FIT]
+    counts = lambda col: {n: int((d[col] == n).sum()) if d is not None else 0 for n in names}  # noqa: E731
+    return Summary(
+        n_layers=len(table),
+        n_fitted=int(np.sum(np.isfinite(raw) & np.isfinite(farms))),
+        n_flipped=int(d["flipped"].sum()) if d is not None else 0,
+        mean_raw=mr, std_raw=sr, mean_farms=mf, std_farms=sf,
+        counts_raw=counts("label_raw"), counts_farms=counts("label_farms"),
+    )
+
+
+def filter_layers(table: pd.DataFrame, pattern: str = "", kinds=None) -> pd.DataFrame:
+    """Rows whose layer name matches the regex ``pattern`` and whose kind is in ``kinds`` (if given).
+
+    The pattern runs in linear time (RE2, see :mod:`farms_viz.pipeline.layerfilter`); FarmsError if invalid.
+    """
+    out = table
+    if pattern:
+        out = out[filter_names(out["layer"], pattern)]
+    if kinds and "kind" in out:
+        out = out[out["kind"].isin(list(kinds))]
+    return out
+
+
+def layer_kinds(table: pd.DataFrame) -> list[str]:
+    if "kind" not in table:
+        return []
+    return sorted(k for k in table["kind"].dropna().unique() if k)
+
+
+def fmt_number(x, digits: int = 3) -> str:
+    """A number for a card or table: ``digits`` significant digits, scientific when tiny or huge, – when missing."""
+    if x is None:
+        return "–"
+    try:
+        xf = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not np.isfinite(xf):
+        return "–"
+    if xf != 0 and (abs(xf) >= 1e4 or abs(xf) < 1e-3):
+        return f"{xf:.{digits - 1}e}"
+    return f"{xf:.{digits}g}" if abs(xf) >= 100 else f"{xf:.{digits}f}".rstrip("0").rstrip(".") or "0"
+
+
+def layer_numbers(spec, row: pd.Series | dict, which: str) -> dict[str, str]:
+    """The numbers card of one layer, raw or FARMS: label -> formatted value."""
+    fit, mp, esd = spec.side(which).fit, spec.side(which).mp, spec.side(which).esd
+    lam_max = float(esd[-1]) if len(esd) else math.nan
+    fro2 = float(np.sum(esd)) if len(esd) else math.nan
+    blocks, failed = getattr(fit, "n_blocks", 1), getattr(fit, "n_blocks_failed", 0)
+    numbers = {
+        "alpha": fmt_number(fit.alpha) + (f" (mean of {blocks} block fits"
+                                    + (f"; {failed} blocks without a fit left out" if failed else "") + ")"
+                                    if blocks > 1 or failed else ""),
+        "diagnosis": label(fit.alpha),
+        "xmin": fmt_number(fit.xmin) + (" (block mean)" if blocks > 1 else ""),
+        "KS distance D": fmt_number(fit.D),
+        "tail size": f"{fit.n_tail} of {fit.n_eigs}",
+        "spectral norm λmax": fmt_number(lam_max),
+        "stable rank": fmt_number(fro2 / lam_max if lam_max > 0 else math.nan),
+        "MP σ (entry std)": fmt_number(mp.sigma),
+        "MP bulk edge λ+": fmt_number(mp.lambda_plus),
+    }
+    if which == "raw":
+        numbers["spikes above λ+"] = str(int(mp.n_spikes))
+    else:  # the table's n_spikes_farms: spikes counted in every window, averaged
+        n = row.get("n_spikes_farms", math.nan) if hasattr(row, "get") else math.nan
+        numbers["spikes above λ+ per window"] = fmt_number(n)
+    return numbers
+
+
+def grid_caption(grid, n_slices: int = 1) -> str:
+    """A sentence describing the FARMS window grid."""
+    per = f" per slice × {n_slices} slices" if n_slices and n_slices > 1 else ""
+    return (f"FARMS windows: {grid.h} × {grid.w} (aspect ratio {max(grid.h, grid.w) / min(grid.h, grid.w):.2g}), "
+            f"row step {grid.row_step}, column step {grid.col_step}, "
+            f"{len(grid.row_starts)} × {len(grid.col_starts)} = {grid.n_windows} windows{per} "
+            f"over the {grid.rows} × {grid.cols} matrix.")

@@ -1,0 +1,190 @@
+"""Streamlit glue of the aspect-ratio lab: its state (session + URL), presets and cached runs.
+
+Session keys are ``lab_<name>`` (widgets ``w_lab_<name>``, see :func:`appstate.persisted`);
+every value that differs from its default is mirrored in the URL under ``<name>``, so a
+teacher can share the exact lab view as a link.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+import streamlit as st
+
+from farms_viz.analyses import lab
+from farms_viz.app import server as appserver
+from farms_viz.app.bounds import LAB, LAB_CHOICES, choice_from_url, from_url, quote
+from farms_viz.app.state import cached, persisted
+from farms_viz.errors import FarmsError
+
+VIEWS = {"matrix": "One matrix", "sweep": "α vs aspect ratio (sweep)"}
+DEFAULTS: dict = dict(view="matrix", rows=1000, cols=1000, dist="gaussian", nu=3.0, mu=1.5, strength=2.0,
+                      rank=3, seed=0, win=0, per_dim=lab.PER_DIM, fit=lab.FIT, log=False,
+                      mode="short", size=256, seeds=5)
+CHOICES = {"view": tuple(VIEWS), **LAB_CHOICES}
+PRESETS: dict[str, dict] = {
+    "Pure noise, tall matrix": dict(rows=2000, cols=250),
+    "Heavy-tailed": dict(rows=1000, cols=500, dist="pareto", mu=1.5, log=True),
+    "Planted signal": dict(rows=1000, cols=500, dist="planted", strength=2.0, rank=3),
+    "Bias sweep": dict(view="sweep"),
+}
+PRESET_ICONS = {"Pure noise, tall matrix": ":material/grain:", "Heavy-tailed": ":material/show_chart:",
+                "Planted signal": ":material/scatter_plot:", "Bias sweep": ":material/ssid_chart:"}
+MAX_SWEEPS = 8
+MAX_RESULTS = 24
+
+
+def from_link(name: str, raw: str):
+    """``(value, problem)``: the link's ``name=raw`` checked against the bounds the lab's widget uses."""
+    default = DEFAULTS[name]
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on"), None
+    if name in LAB:
+        return from_url(name, raw, LAB[name], default)
+    return choice_from_url(name, raw, CHOICES[name], default)
+
+
+def init() -> None:
+    """Fill the lab's session state from the URL (first visit) or the defaults; each refused or
+    clamped link value is noted in one sentence (see show_notices)."""
+    qp = st.query_params
+    for name, default in DEFAULTS.items():
+        key = "lab_" + name
+        if key in st.session_state:
+            continue
+        value = default
+        if name in qp:
+            value, problem = from_link(name, qp[name])
+            if problem:
+                appserver.notice(problem)
+        st.session_state[key] = value
+
+
+def get(name: str):
+    return st.session_state["lab_" + name]
+
+
+def apply_preset(name: str) -> None:
+    """Every lab value to its default, then the preset's values (one click gives one exact view)."""
+    for k, v in {**DEFAULTS, **PRESETS[name]}.items():
+        st.session_state["lab_" + k] = v
+
+
+def sync_url() -> None:
+    """Mirror the values that differ from the defaults in the URL; drop the others."""
+    qp = st.query_params
+    for name, default in DEFAULTS.items():
+        value = st.session_state["lab_" + name]
+        if value != default:
+            text = ("1" if value else "0") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) \
+                else str(value)
+            if qp.get(name) != text:
+                qp[name] = text
+        elif name in qp:
+            del qp[name]
+
+
+def keep_choice(name: str) -> None:
+    """on_change of a segmented control: copy its value, but a click that deselects keeps the old one."""
+    value = st.session_state["w_lab_" + name]
+    if value is not None:
+        st.session_state["lab_" + name] = value
+
+
+def widget(kind, label: str, name: str, **kw):
+    """A lab widget whose value lives in ``lab_<name>``."""
+    return persisted(kind, label, "lab_" + name, **kw)
+
+
+def matrix_spec() -> lab.MatrixSpec:
+    return lab.MatrixSpec(rows=get("rows"), cols=get("cols"), dist=get("dist"), nu=get("nu"), mu=get("mu"),
+                          strength=get("strength"), rank=min(get("rank"), get("rows"), get("cols")),
+                          seed=get("seed"))
+
+
+def settings_for(rows: int, cols: int):
+    return lab.lab_settings(rows, cols, get("win") or None, get("per_dim"), get("fit"))
+
+
+@st.cache_resource(show_spinner=False)
+def _results() -> OrderedDict:
+    """Lab results by (matrix spec or upload digest, window, per_dim, fit), least recently used first."""
+    return OrderedDict()
+
+
+def _remember(key, result, limit: int):
+    store = _results()
+    store[key] = result
+    while len(store) > limit:
+        store.popitem(last=False)
+    return result
+
+
+def matrix_result(spec: lab.MatrixSpec) -> lab.LabResult:
+    """The analysis of ``spec``'s matrix under the lab's settings: cached, else computed in a
+    slot of the server's job budget (queued behind other visitors' jobs)."""
+    window, per_dim, fit = get("win") or None, get("per_dim"), get("fit")
+    key = (spec, window, per_dim, fit)
+    res = cached(_results(), key)
+    if res is None:
+        with appserver.job(f"a {spec.rows} × {spec.cols} matrix"):
+            res = cached(_results(), key) or lab.run_matrix(spec, lab.lab_settings(spec.rows, spec.cols, window,
+                                                                                    per_dim, fit))
+        _remember(key, res, MAX_RESULTS)
+    return res
+
+
+def upload_result(upload) -> lab.LabResult:
+    """The analysis of an uploaded .npy (an ``st.file_uploader`` file): keyed by the bytes' digest, so
+    the bytes themselves are read only while the matrix is made, never kept in a cache."""
+    window, per_dim, fit = get("win") or None, get("per_dim"), get("fit")
+    key = ("upload", hashlib.sha256(upload.getbuffer()).hexdigest(), upload.name, window, per_dim, fit)
+    res = cached(_results(), key)
+    if res is None:
+        with appserver.job(f"the uploaded matrix {quote(upload.name)}"):
+            w = lab.load_npy(upload.getvalue(), upload.name)
+            res = lab.run_matrix(None, lab.lab_settings(*w.shape, window, per_dim, fit), w=w, name=upload.name)
+            del w
+        _remember(key, res, MAX_RESULTS)
+    return res
+
+
+@st.cache_resource(show_spinner=False)
+def _sweeps() -> OrderedDict:
+    return OrderedDict()
+
+
+def sweep_result(spec: lab.MatrixSpec) -> lab.SweepResult:
+    """The bias sweep of ``spec``'s distribution under the lab's sweep settings, with a progress bar."""
+    args = (spec.dist, spec.nu, spec.mu, spec.strength, spec.rank, spec.seed, get("mode"), get("size"),
+            get("seeds"), get("per_dim"), get("fit"))
+    store = _sweeps()
+    result = cached(store, args)
+    if result is not None:
+        return result
+    with appserver.job("a bias sweep"):
+        result = cached(store, args) or _compute_sweep(spec)
+    store[args] = result
+    while len(store) > MAX_SWEEPS:
+        store.popitem(last=False)
+    return result
+
+
+def _compute_sweep(spec: lab.MatrixSpec) -> lab.SweepResult:
+    bar = st.progress(0.0, text="Starting the sweep …")
+
+    def progress(done: int, total: int, what: str) -> None:
+        appserver.step()  # the visitor has gone: no more matrices
+        bar.progress(done / total if total else 1.0,
+                     text=f"Sweep: matrix {done + 1} of {total} — {what}" if done < total else "Done.")
+
+    try:
+        return lab.sweep(spec, mode=get("mode"), size=get("size"), n_seeds=get("seeds"),
+                         per_dim=get("per_dim"), fit=get("fit"), progress=progress)
+    finally:
+        bar.empty()
+
+
+__all__ = ["FarmsError", "init", "get", "apply_preset", "sync_url", "widget", "matrix_spec", "matrix_result",
+           "upload_result", "sweep_result", "settings_for", "PRESETS", "PRESET_ICONS", "VIEWS", "DEFAULTS"]

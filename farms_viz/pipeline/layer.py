@@ -1,0 +1,230 @@
+"""One layer, start to finish: load the tensor, raw ESD, FARMS ESD, fits, norms, a table row.
+
+Never raises for one layer's trouble: a :class:`FarmsError` becomes the row's ``status``, so one
+odd tensor cannot lose a whole model's run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from farms_viz.core.fits import PowerLawFit, fit_power_law, mean_fit
+from farms_viz.core.matrices import LayerMatrices, to_matrices
+from farms_viz.core.mp import MPFit, fit_mp
+from farms_viz.core.spectra import WindowGrid, conv_block_esds, esd, farms_esd
+from farms_viz.errors import FarmsError
+from farms_viz.io.cache import LayerCache, tensor_key
+from farms_viz.io.refs import TensorRef
+from farms_viz.pipeline.schema import COLUMNS, THUMB_SIDE, LayerSpectra
+from farms_viz.settings import Settings
+
+
+def thumbnail(mat: torch.Tensor, max_side: int = THUMB_SIDE) -> np.ndarray:
+    """Block-mean of |W| down to at most ``max_side`` per side (adaptive average pooling)."""
+    a = mat.abs().float()[None, None]
+    h, w = mat.shape
+    out = torch.nn.functional.adaptive_avg_pool2d(a, (min(h, max_side), min(w, max_side)))
+    return out[0, 0].cpu().numpy()
+
+
+
+
+def empty_row(ref: TensorRef) -> dict:
+    """A row for ``ref`` with its name, kind and shape, every number NaN (or 0 for counts), status ok."""
+    row = {c: math.nan for c in COLUMNS}
+    shape = ref.shape
+    row.update(layer=ref.layer, kind=ref.kind or "", dtype=ref.dtype,
+               rows=int(shape[0]) if len(shape) >= 1 else 0,
+               cols=int(shape[1]) if len(shape) >= 2 else 0,
+               n_slices=0, n_windows=0, n_eigs_raw=0, n_eigs_farms=0, n_tail_raw=0, n_tail_farms=0,
+               n_spikes_raw=0, n_spikes_farms=0.0, status="ok")
+    return row
+
+
+def check_tensor(t: torch.Tensor) -> str | None:
+    """Why a tensor cannot be analysed honestly, or None."""
+    if not t.is_floating_point() or t.dtype.itemsize < 2:  # integers, float8 formats
+        return f"{str(t.dtype).replace('torch.', '')} tensor (integer or quantised weights are not analysed)"
+    if t.numel() == 0:
+        return "empty tensor"
+    finite = torch.isfinite(t)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        return f"{bad} NaN or Inf entries; no alpha is computed from corrupt weights"
+    if not bool((t != 0).any()):
+        return "all entries are zero; the spectrum is empty"
+    return None
+
+
+def analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None = None
+                  ) -> tuple[dict, LayerSpectra | None]:
+    """Analyse one tensor: raw ESD, FARMS pooled ESD, fits and norms. Never raises (but for
+    KeyboardInterrupt): a FarmsError becomes the layer's status, any other exception the status
+    ``internal error: ...``, and the other layers go on.
+
+    With a ``cache``, a tensor whose bytes, kind and settings were analysed before is read
+    back instead of recomputed.
+    """
+    try:
+        return _analyze_layer(ref, settings, cache)
+    except Exception as e:  # a bug or a library failure in one layer must not lose the whole run
+        row = empty_row(ref)
+        row["status"] = f"internal error: {type(e).__name__}: {e}"
+        return row, None
+
+
+def _analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None) -> tuple[dict, LayerSpectra | None]:
+    row = empty_row(ref)
+    t0 = time.perf_counter()
+    try:
+        w = ref.load()
+        bad = check_tensor(w)
+        if bad:
+            row["status"] = bad
+            return row, None
+        key = tensor_key(w, ref.kind, settings) if cache is not None else None
+        if key is not None and (hit := cache.get(key)) is not None:
+            try:
+                return _from_cache(ref, row, *hit)
+            except (KeyError, TypeError, ValueError, AttributeError):  # a damaged record: a miss
+                cache.drop(key)
+                row = empty_row(ref)
+        mats: LayerMatrices = to_matrices(w, ref.kind, settings.conv_norm)
+        del w
+        row.update(rows=mats.rows, cols=mats.cols, n_slices=mats.n_slices,
+                   aspect_ratio=max(mats.rows, mats.cols) / min(mats.rows, mats.cols))
+        e_raw = esd(mats.slices, settings.device)
+        side = farms_side(mats, settings, e_raw)
+    except FarmsError as e:
+        row["status"] = str(e)
+        return row, None
+    e_farms, grid, ff = side.esd, side.grid, side.fit
+    long_, short = max(mats.rows, mats.cols), min(mats.rows, mats.cols)
+    wl, ws = max(grid.h, grid.w), min(grid.h, grid.w)
+    fr = fit_power_law(e_raw, settings.fit, settings.xmin_pos, dim=long_)
+    mr = fit_mp(e_raw, long_, short)
+    mf = fit_mp(e_farms, wl, ws)
+    lam_max = float(e_raw[-1]) if e_raw.size else math.nan
+    fro2 = float(e_raw.sum())
+    n_windows = grid.n_windows * mats.n_slices
+    row.update(
+        window_rows=grid.h, window_cols=grid.w, n_windows=n_windows,
+        n_eigs_raw=fr.n_eigs, n_eigs_farms=ff.n_eigs,
+        alpha_raw=fr.alpha, alpha_farms=ff.alpha, xmin_raw=fr.xmin, xmin_farms=ff.xmin,
+        D_raw=fr.D, D_farms=ff.D, n_tail_raw=fr.n_tail, n_tail_farms=ff.n_tail,
+        spectral_norm=lam_max, frobenius_norm2=fro2,
+        stable_rank=fro2 / lam_max if lam_max > 0 else math.nan,
+        alpha_hat_raw=fr.alpha * _log10(lam_max), alpha_hat_farms=side.alpha_hat,
+        mp_sigma_raw=mr.sigma, mp_sigma_farms=mf.sigma,
+        n_spikes_raw=mr.n_spikes, n_spikes_farms=mf.n_spikes / n_windows,
+    )
+    statuses = [s for s in (fr.status, ff.status) if s != "ok"]
+    if statuses:
+        row["status"] = "; ".join(dict.fromkeys(statuses))
+    row["seconds"] = time.perf_counter() - t0
+    spec = LayerSpectra(ref.layer, mats.kind, mats.rows, mats.cols, e_raw, e_farms, fr, ff, mr, mf, grid,
+                        thumbnail(mats.slices[0]))
+    if key is not None:
+        cache.put(key, {"row": row, "kind": spec.kind, "fits": [asdict(fr), asdict(ff)],
+                        "mp": [asdict(mr), asdict(mf)], "grid": asdict(grid)},
+                  {"esd_raw": e_raw, "esd_farms": e_farms, "thumbnail": spec.thumbnail})
+    return row, spec
+
+
+def _log10(x: float) -> float:
+    return math.log10(x) if x > 0 else math.nan
+
+
+@dataclass
+class FarmsSide:
+    """A layer's FARMS result: the pooled ESD (for plots), the window grid, the fit and
+    alpha_hat (alpha times log10 of the largest pooled eigenvalue, as in the release)."""
+
+    esd: np.ndarray
+    grid: WindowGrid
+    fit: PowerLawFit
+    alpha_hat: float
+
+
+#: Layer kinds made of kernel-position slices, whose FARMS windows follow ``Settings.conv_rule``.
+CONV_KINDS = ("conv2d", "conv2d_depthwise", "conv1d")
+
+
+def farms_side(mats: LayerMatrices, settings: Settings, e_raw: np.ndarray) -> FarmsSide:
+    """FARMS for one layer: the window grid's pooled ESD and its fit or, for conv layers under
+    the ``release`` conv rule, one fit per block (spectra.conv_blocks) averaged like the release
+    (alpha_hat too: the mean of the blocks' alpha * log10 of their largest eigenvalue)."""
+    if mats.kind in CONV_KINDS and settings.conv_rule == "release":
+        blocks, grid = conv_block_esds(mats.slices, settings.q, settings.device)
+        dim = max(grid.h, grid.w)
+        fits = [fit_power_law(b, settings.fit, settings.xmin_pos, dim=dim) for b in blocks]
+        hats = [f.alpha * _log10(float(b[-1])) for f, b in zip(fits, blocks) if f.status == "ok" and b.size]
+        fit = mean_fit(fits)
+        return FarmsSide(np.sort(np.concatenate(blocks)), grid, fit,
+                         float(np.mean(hats)) if hats else math.nan)
+    e, grid = farms_esd(mats.slices, settings.window, settings.q, settings.ops, settings.device, raw=e_raw)
+    fit = fit_power_law(e, settings.fit, settings.xmin_pos, dim=max(grid.h, grid.w))
+    return FarmsSide(e, grid, fit, fit.alpha * _log10(float(e[-1]) if e.size else math.nan))
+
+
+_TEXT_COLUMNS = ("layer", "kind", "dtype", "status")
+_JSON_TYPES = {"float": (int, float), "int": (int,), "str": (str,), "bool": (bool,)}
+
+
+def _typed(cls, d: dict):
+    """``cls(**d)`` with every field of its annotated JSON type; ValueError for anything else."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{cls.__name__} record is not an object")
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in d:
+            if f.default is dataclasses.MISSING:
+                raise ValueError(f"{cls.__name__} record lacks {f.name}")
+            continue
+        v = d[f.name]
+        t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        if t.startswith("tuple"):
+            if not isinstance(v, list) or not all(type(i) is int for i in v):
+                raise ValueError(f"{cls.__name__}.{f.name} is not a list of integers")
+            v = tuple(v)
+        elif not isinstance(v, _JSON_TYPES[t]) or (isinstance(v, bool) and t != "bool"):
+            raise ValueError(f"{cls.__name__}.{f.name} has type {type(v).__name__}")
+        out[f.name] = v
+    return cls(**out)
+
+
+def _from_cache(ref: TensorRef, row: dict, record: dict, arrays: dict) -> tuple[dict, LayerSpectra]:
+    """Rebuild a row and its spectra from a cache entry (the layer name is the current one).
+
+    A record of the right key but the wrong shape or types raises KeyError, TypeError or
+    ValueError, which the caller treats as a miss (and deletes the entry).
+    """
+    cached = record["row"]
+    if not isinstance(cached, dict) or not set(cached) <= set(COLUMNS):
+        raise ValueError("the cached row has unknown columns")
+    for k, v in cached.items():
+        ok = isinstance(v, str) if k in _TEXT_COLUMNS else v is None or type(v) in (int, float)
+        if not ok:
+            raise ValueError(f"the cached row's {k} has type {type(v).__name__}")
+    for name, ndim in (("esd_raw", 1), ("esd_farms", 1), ("thumbnail", 2)):
+        a = arrays[name]
+        if a.ndim != ndim or a.dtype.kind != "f":
+            raise ValueError(f"the cached {name} is not a {ndim}-D float array")
+    row.update(cached)
+    row["layer"] = ref.layer
+    grid = _typed(WindowGrid, record["grid"])
+    fr, ff = (_typed(PowerLawFit, f) for f in record["fits"])
+    mr, mf = (_typed(MPFit, m) for m in record["mp"])
+    if not isinstance(record["kind"], str):
+        raise ValueError("the cached kind is not text")
+    spec = LayerSpectra(ref.layer, record["kind"], int(row["rows"]), int(row["cols"]), arrays["esd_raw"],
+                        arrays["esd_farms"], fr, ff, mr, mf, grid, arrays["thumbnail"])
+    return row, spec
+
+

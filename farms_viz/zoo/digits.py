@@ -1,0 +1,198 @@
+"""Tiny trained zoo models: an MLP and a CNN on scikit-learn's bundled 8x8 digits (no download).
+
+``python -m farms_viz.zoo.digits`` builds (or finds) the checkpoints and prints test accuracy per
+checkpoint. Training is deterministic (fixed seeds, one thread, plain SGD with momentum, a fixed
+batch order); checkpoints at epochs 0 (init), 1, 3, 10 and 30 are written as safetensors into
+``$FARMS_VIZ_CACHE/digits/v1/`` (default ``~/.cache/farms-viz/digits/v1/``) with an
+``accuracy.json`` next to them. Builds go into a temporary folder renamed into place under a file
+lock, so concurrent first uses are safe.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from farms_viz.core.spectra import torch_threads
+from farms_viz.errors import FarmsError
+
+EPOCHS = (0, 1, 3, 10, 30)
+ARCHS = ("mlp", "cnn")
+VERSION = "v1"
+SEED = 0
+BATCH = 32
+LR = 0.05
+MOMENTUM = 0.9
+
+
+class DigitsMLP(nn.Module):
+    """64 -> 256 -> 128 -> 10 with ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(64, 256)
+        self.fc2 = nn.Linear(256, 128)
+        self.fc3 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+class DigitsCNN(nn.Module):
+    """conv 1->16 (3x3) -> conv 16->32 (3x3) -> 2x2 max-pool -> 512 -> 64 -> 10."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.fc1 = nn.Linear(32 * 4 * 4, 64)
+        self.fc2 = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = x.view(-1, 1, 8, 8)
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        x = nn.functional.max_pool2d(x, 2).flatten(1)
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+MODELS = {"mlp": DigitsMLP, "cnn": DigitsCNN}
+
+
+def cache_dir() -> Path:
+    """Where the checkpoints live: ``$FARMS_VIZ_CACHE/digits/v1`` or ``~/.cache/farms-viz/digits/v1``."""
+    root = os.environ.get("FARMS_VIZ_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "farms-viz")
+    return Path(root) / "digits" / VERSION
+
+
+def checkpoint_name(arch: str, epoch: int) -> str:
+    return f"digits-{arch}-epoch{epoch:02d}.safetensors"
+
+
+def _data():
+    """The digits split: 1347 train / 450 test images (scaled to [0, 1]), a fixed permutation."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.data / 16.0, dtype=torch.float32)
+    y = torch.tensor(d.target, dtype=torch.int64)
+    perm = torch.tensor(np.random.RandomState(SEED).permutation(len(y)))
+    n_test = 450
+    te, tr = perm[:n_test], perm[n_test:]
+    return x[tr], y[tr], x[te], y[te]
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def _save(model: nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
+def train(arch: str, dest: Path) -> dict[int, float]:
+    """Train one architecture, saving a checkpoint at each of :data:`EPOCHS`; test accuracy by epoch."""
+    xtr, ytr, xte, yte = _data()
+    torch.manual_seed(SEED)
+    model = MODELS[arch]()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    gen = torch.Generator().manual_seed(SEED)
+    acc = {}
+    for epoch in range(max(EPOCHS) + 1):
+        if epoch in EPOCHS:
+            model.eval()
+            acc[epoch] = _accuracy(model, xte, yte)
+            _save(model, dest / checkpoint_name(arch, epoch))
+        if epoch == max(EPOCHS):
+            break
+        model.train()
+        order = torch.randperm(len(ytr), generator=gen)
+        for i in range(0, len(order), BATCH):
+            idx = order[i:i + BATCH]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
+            opt.step()
+    return acc
+
+
+def _build_into(dest: Path) -> dict:
+    with torch_threads(1):  # tiny trainings: 8x faster on one thread
+        t0 = time.perf_counter()
+        acc = {arch: {str(e): a for e, a in train(arch, dest).items()} for arch in ARCHS}
+    info = {"test_accuracy": acc, "seconds": round(time.perf_counter() - t0, 2), "seed": SEED,
+            "data": "sklearn.datasets.load_digits, 1347 train / 450 test",
+            "optimizer": f"SGD lr={LR} momentum={MOMENTUM} batch={BATCH}"}
+    (dest / "accuracy.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def ensure_built() -> Path:
+    """The checkpoint folder, training the models first if they are not there yet (a few seconds)."""
+    final = cache_dir()
+    if (final / "accuracy.json").is_file():
+        return final
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with open(final.parent / f"{VERSION}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if (final / "accuracy.json").is_file():  # built by someone else while we waited
+                return final
+            tmp = Path(tempfile.mkdtemp(prefix=f".{VERSION}-", dir=final.parent))
+            try:
+                _build_into(tmp)
+                if final.exists():  # a broken leftover (no accuracy.json)
+                    shutil.rmtree(final)
+                os.rename(tmp, final)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as e:
+        raise FarmsError(f"cannot build the digits models in {final.parent}: {e.strerror or e} "
+                         f"(set FARMS_VIZ_CACHE to a writable folder).") from None
+    return final
+
+
+def accuracy() -> dict | None:
+    """The recorded ``accuracy.json`` if the models are built, else None (never trains)."""
+    p = cache_dir() / "accuracy.json"
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def checkpoint(arch: str, epoch: int) -> Path:
+    """The safetensors file of ``arch`` after ``epoch`` epochs, built on first use."""
+    if arch not in ARCHS or epoch not in EPOCHS:
+        raise FarmsError(f"there is no digits checkpoint {arch}@{epoch} (archs {ARCHS}, epochs {EPOCHS}).")
+    return ensure_built() / checkpoint_name(arch, epoch)
+
+
+def main() -> int:
+    t0 = time.perf_counter()
+    folder = ensure_built()
+    info = accuracy() or {}
+    print(f"digits checkpoints in {folder} (ready in {time.perf_counter() - t0:.1f} s; "
+          f"training took {info.get('seconds', '?')} s)")
+    for arch in ARCHS:
+        for e in EPOCHS:
+            a = info.get("test_accuracy", {}).get(arch, {}).get(str(e))
+            print(f"  digits-{arch}@{e:<3} test accuracy {a:.3f}" if a is not None else f"  digits-{arch}@{e} ?")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The lab page through AppTest: presets in one click, state in the URL, the sweep, bad input."""
+
+from __future__ import annotations
+
+from appkit import ROOT, metrics, ok
+from streamlit.testing.v1 import AppTest
+
+LAB = str(ROOT / "pages" / "5_Lab.py")
+
+
+def _lab(**query) -> AppTest:
+    at = AppTest.from_file(LAB, default_timeout=60)
+    for k, v in query.items():
+        at.query_params[k] = v
+    return at
+
+
+def _qp(at) -> dict:
+    return {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+
+
+def _click(at, preset: str) -> AppTest:
+    return ok(at.button(key=f"preset_{preset}").click().run())
+
+
+def test_default_view_is_a_square_gaussian_with_equal_alphas():
+    at = ok(_lab().run())
+    m = metrics(at)
+    assert m["Matrix"] == "1000 × 1000"
+    assert abs(float(m["α raw"]) - float(m["α FARMS"])) < 0.05  # square: no bias to remove
+    assert len(at.get("plotly_chart")) == 5
+    assert _qp(at) == {}
+    assert len(at.latex) == 3
+
+
+def test_pure_noise_tall_preset_shows_the_bias():
+    at = _click(ok(_lab().run()), "Pure noise, tall matrix")
+    m = metrics(at)
+    assert m["Matrix"] == "2000 × 250"
+    assert float(m["α raw"]) > float(m["α FARMS"]) + 1.5
+    assert _qp(at) == {"rows": "2000", "cols": "250"}
+
+
+def test_heavy_tailed_preset_and_link_round_trip():
+    at = _click(ok(_lab().run()), "Heavy-tailed")
+    qp = _qp(at)
+    assert qp == {"cols": "500", "dist": "pareto", "log": "1"}
+    assert 1.55 < float(metrics(at)["α raw"]) < 1.95  # theory 1 + 1.5/2 = 1.75
+    assert any("infinite variance" in i.value for i in at.info)
+    # a student opening the shared link sees the same matrix
+    at2 = ok(_lab(**qp).run())
+    assert metrics(at2) == metrics(at)
+    assert at2.selectbox(key="w_lab_dist").value == "pareto"
+
+
+def test_planted_signal_preset_shows_rank_spikes():
+    at = _click(ok(_lab().run()), "Planted signal")
+    df = at.dataframe[0].value
+    assert df.loc["raw", "spikes above λ+ (FARMS: per window)"] == "3"
+    assert _qp(at)["dist"] == "planted"
+
+
+def test_bias_sweep_preset_runs_the_sweep():
+    at = _click(ok(_lab().run()), "Bias sweep")
+    assert _qp(at) == {"view": "sweep"}
+    chart = at.get("plotly_chart")
+    assert len(chart) == 1
+    text = " ".join(m.value for m in at.markdown)
+    assert "per doubling of Q" in text
+    raw_slope = float(text.split("Raw α changes by **")[1].split("**")[0])
+    farms_slope = float(text.split("FARMS α by\n**")[1].split("**")[0])
+    assert raw_slope > 0.5 and abs(farms_slope) < 0.05
+
+
+def test_bad_url_values_fall_back_and_bad_sizes_are_errors():
+    at = ok(_lab(dist="cauchy", rows="abc").run())
+    assert metrics(at)["Matrix"] == "1000 × 1000"
+    at = ok(_lab(view="sweep", size="512").run())  # 512 * 16 > 4096
+    assert any("over the lab's 4096" in e.value for e in at.error)
