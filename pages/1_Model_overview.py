@@ -6,6 +6,7 @@ from farms_viz.analyses.diagnosis import diagnosis_table, filter_layers, layer_k
 from farms_viz.app import state as app
 from farms_viz.errors import FarmsError
 from farms_viz.figures import overview
+from farms_viz.io.tables import to_csv
 
 app.page_setup("Model overview")
 report = app.load_report()
@@ -69,5 +70,5 @@ st.dataframe(
         "flipped": st.column_config.CheckboxColumn("flipped"),
     },
 )
-st.download_button("Download diagnosis CSV", diag.to_csv(index=False).encode(), key="ov_csv",
+st.download_button("Download diagnosis CSV", to_csv(diag).encode(), key="ov_csv",
                    file_name=f"{report.name}-farms-diagnosis.csv", mime="text/csv")

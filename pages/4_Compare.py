@@ -17,6 +17,7 @@ from farms_viz.app import server as appserver
 from farms_viz.app import state as app
 from farms_viz.errors import FarmsError
 from farms_viz.figures import compare as fc
+from farms_viz.io.tables import to_csv
 from farms_viz.zoo.digits import accuracy
 
 app.page_setup("Compare")
@@ -116,7 +117,7 @@ def pair_view() -> None:
                      hide_index=True, key="cmp_unmatched", width="stretch")
     with st.expander("The whole comparison table"):
         st.dataframe(cmp, hide_index=True, key="cmp_table", width="stretch")
-    st.download_button("Download comparison CSV", cmp.to_csv(index=False).encode(), key="cmp_csv",
+    st.download_button("Download comparison CSV", to_csv(cmp).encode(), key="cmp_csv",
                        file_name=f"{ra.name}-vs-{rb.name}-farms-compare.csv".replace("/", "_"), mime="text/csv")
 
 
@@ -173,7 +174,7 @@ def series_view() -> None:
                      column_config={c: st.column_config.NumberColumn(c, format="%.2f")
                                     for c in ("mean_raw", "std_raw", "mean_farms", "std_farms")})
     st.download_button("Download series CSV (long: a row per layer and checkpoint)",
-                       long.to_csv(index=False).encode(), key="series_csv",
+                       to_csv(long).encode(), key="series_csv",
                        file_name=f"{title.replace('/', '_')}-farms-series.csv", mime="text/csv")
 
 
