@@ -86,7 +86,7 @@ def home() -> None:
 
 
     st.caption(f"Raw: {_counts(s.counts_raw)}.  FARMS: {_counts(s.counts_farms)}.  "
-               f"Settings: {report.settings.key()}")
+               f"Settings: {report.settings.describe()}")
     if report.metrics_only:
         st.info("This source carries published metrics only (no weights): the model overview works, "
                 "the layer browser has no spectra to show.")

@@ -115,6 +115,16 @@ class Settings:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def describe(self) -> str:
+        """The settings in words, each field once: ``fit xmin_peak · xmin_pos 2 · window 2000 · ...``."""
+        words = []
+        for name, value in self.as_dict().items():
+            if isinstance(value, bool):
+                words += [name.replace("_", " ")] if value else []
+            else:
+                words.append(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}")
+        return " · ".join(words)
+
     def key(self) -> str:
         """A stable string for cache keys."""
         return ";".join(f"{k}={v}" for k, v in sorted(self.as_dict().items()))

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from farms_viz.analyses.diagnosis import grid_caption, layer_numbers
+from farms_viz.analyses.diagnosis import farms_what, grid_caption, layer_numbers
 from farms_viz.app import state as app
 from farms_viz.figures import layer as figures
 from farms_viz.figures import style
@@ -47,6 +47,7 @@ def layer_view() -> None:
                f"(aspect ratio {max(spec.rows, spec.cols) / min(spec.rows, spec.cols):.2f})"
                + (f" · status: {row['status']}" if row.get("status", "ok") != "ok" else ""))
 
+    n_slices = int(row.get("n_slices", 1) or 1)
     cfg = {"displaylogo": False}
     cols = st.columns(2, gap="large")
     for col, which in zip(cols, ("raw", "farms")):
@@ -55,7 +56,7 @@ def layer_view() -> None:
         with col:
             color = figures.COLORS[which]
             what = (f"the whole {spec.rows} × {spec.cols} matrix" if which == "raw"
-                    else f"{spec.grid.n_windows} windows of {spec.grid.h} × {spec.grid.w}, pooled")
+                    else farms_what(spec, n_slices))
             st.markdown(f"<h3 style='color:{color};margin-bottom:0'>{name}</h3>"
                         f"<span style='color:{style.MUTED}'>{what}</span>", unsafe_allow_html=True)
             st.plotly_chart(figures.esd_histogram(esd, mp, which, log_x=log_x, title=f"ESD {name} with Marchenko–Pastur fit"),
@@ -71,10 +72,12 @@ def layer_view() -> None:
     st.subheader("Where FARMS looks")
     g1, g2 = st.columns([3, 2])
     g1.plotly_chart(figures.window_grid_figure(spec.thumbnail, spec.grid), key="grid", theme=None, config=cfg)
-    g2.markdown(grid_caption(spec.grid, int(row.get("n_slices", 1) or 1)))
+    g2.markdown(grid_caption(spec.grid, n_slices, spec.blocks))
     g2.caption(f"The heatmap is |W| averaged over blocks (at most {style.DISPLAY_SIDE} × {style.DISPLAY_SIDE}). "
-               "Each blue rectangle is one "
-               "FARMS window; the eigenvalues of all windows are pooled into the FARMS ESD.")
+               + ("Each blue rectangle is one block (shown for the first kernel position); the FARMS ESD above "
+                  "pools all blocks for the picture, the α is the mean of the block fits." if spec.blocks else
+                  "Each blue rectangle is one FARMS window; the eigenvalues of all windows are pooled into the "
+                  "FARMS ESD."))
 
 
 layer_view()

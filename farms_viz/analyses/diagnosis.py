@@ -159,9 +159,22 @@ def layer_numbers(spec, row: pd.Series | dict, which: str) -> dict[str, str]:
     return numbers
 
 
-def grid_caption(grid, n_slices: int = 1) -> str:
-    """A sentence describing the FARMS window grid."""
+def farms_what(spec, n_slices: int = 1) -> str:
+    """What the FARMS side of a layer is made of, in a few words."""
+    g = spec.grid
+    per = f" × {n_slices} kernel positions" if n_slices > 1 else ""
+    if spec.blocks:
+        return f"{g.n_windows} blocks of {g.h} × {g.w}{per}: one fit per block, α averaged"
+    return f"{g.n_windows} windows of {g.h} × {g.w}{per}, pooled"
+
+
+def grid_caption(grid, n_slices: int = 1, blocks: bool = False) -> str:
+    """A sentence describing where FARMS looks: the window grid, or the release's conv blocks."""
     per = f" per slice × {n_slices} slices" if n_slices and n_slices > 1 else ""
+    if blocks:
+        return (f"FARMS blocks (the release's conv rule): {grid.n_windows} disjoint blocks of {grid.h} × {grid.w}"
+                f"{per} over the {grid.rows} × {grid.cols} matrix; block i is pooled over the kernel positions "
+                "and fitted alone, and the layer's α is the mean of the block fits.")
     return (f"FARMS windows: {grid.h} × {grid.w} (aspect ratio {max(grid.h, grid.w) / min(grid.h, grid.w):.2g}), "
             f"row step {grid.row_step}, column step {grid.col_step}, "
             f"{len(grid.row_starts)} × {len(grid.col_starts)} = {grid.n_windows} windows{per} "

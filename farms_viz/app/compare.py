@@ -144,11 +144,5 @@ def analyse_series(items: list[tuple[str, app.SourceSpec]], settings: Settings) 
 
 
 def settings_text(settings: Settings) -> str:
-    """The settings in words, each field once, e.g. ``preset llm · fit xmin_peak · xmin_pos 2 · window 2000 ...``."""
-    words = [f"preset {st.session_state.get('s_preset', 'llm')}"]
-    for name, value in settings.as_dict().items():
-        if isinstance(value, bool):
-            words += [name.replace("_", " ")] if value else []
-        else:
-            words.append(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}")
-    return " · ".join(words)
+    """The preset and the settings in words (``Settings.describe``)."""
+    return f"preset {st.session_state.get('s_preset', 'llm')} · {settings.describe()}"

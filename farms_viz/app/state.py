@@ -35,17 +35,18 @@ HOME = "app.py"
 OVERVIEW = "pages/1_Model_overview.py"
 BROWSER = "pages/2_Layer_browser.py"
 MAX_REPORTS = 6
-FIT_HELP = {
-    "xmin_peak": "xmin_peak: best KS fit near the ESD's peak (FARMS / AlphaPruning release, its lower bound included)",
-    "xmin_mid": "xmin_mid: tail = top 1/xmin_pos of eigenvalues (TempBalance)",
-    "ks": "ks: best KS fit over all eigenvalues (WeightWatcher)",
+#: short labels (a sidebar selectbox shows ~30 characters) and, under it, what the rule is
+FIT_LABELS = {"xmin_peak": "xmin_peak · FARMS release", "xmin_mid": "xmin_mid · TempBalance",
+              "ks": "ks · WeightWatcher"}
+FIT_NOTES = {
+    "xmin_peak": "As the FARMS / AlphaPruning release, its lower bound included: xmin is searched between "
+                 "log10(0.95 × peak) and 1.5 × peak of the log-histogram.",
+    "xmin_mid": "As TempBalance: the tail is the top 1/xmin_pos of the eigenvalues.",
+    "ks": "As WeightWatcher 0.7.7: xmin minimising the KS distance over all eigenvalues > 1e-5.",
 }
 #: Settings that travel in the URL when they differ from the preset's.
 URL_FIELDS = ("fit", "xmin_pos", "window", "q", "ops", "conv_rule")
-CONV_RULE_HELP = {
-    "release": "release — blocks of C x C per kernel slice, block alphas averaged (FARMS release)",
-    "grid": "grid — the window grid on every kernel slice, one pooled ESD",
-}
+CONV_RULE_LABELS = {"release": "release · C × C blocks", "grid": "grid · window grid"}
 
 
 # ------------------------------------------------------------------ cached analysis
@@ -200,15 +201,15 @@ def sidebar_settings() -> Settings:
     with sb:
         st.header("Analysis settings")
         persisted(st.selectbox, "Preset", "s_preset", options=list(PRESETS), on_change=_apply_preset,
-                   format_func=lambda p: {"llm": "llm — transformers (paper's LLM setting)",
-                                          "cnn": "cnn — conv nets (paper's image setting)"}[p],
+                   format_func={"llm": "llm · transformers", "cnn": "cnn · conv nets"}.get,
                    help="The paper's settings for language models or for image classifiers; "
                         "choosing one resets the options below.")
-        persisted(st.selectbox, "Power-law fit rule", "s_fit", options=list(FITS), format_func=FIT_HELP.get,
+        persisted(st.selectbox, "Power-law fit rule", "s_fit", options=list(FITS), format_func=FIT_LABELS.get,
                    help="How the start of the tail (xmin) is chosen before alpha is estimated. xmin_peak "
                         "follows the FARMS release exactly, including its lower bound (candidates below "
                         "log10(0.95 × peak) are skipped, so alpha can depend on the weights' scale); "
                         "ks equals WeightWatcher's fit.")
+        st.caption(FIT_NOTES[st.session_state["s_fit"]])
         persisted(st.number_input, "xmin_pos", "s_xmin_pos", **SETTINGS["xmin_pos"].widget(),
                    disabled=st.session_state["s_fit"] != "xmin_mid",
                    help="Only for xmin_mid: the tail is the largest N / xmin_pos eigenvalues (2 = top half).")
@@ -221,7 +222,7 @@ def sidebar_settings() -> Settings:
         persisted(st.number_input, "Windows per dimension (ops)", "s_ops", **SETTINGS["ops"].widget(),
                    help="How many overlapping windows FARMS slides along each side; the total is up to ops².")
         persisted(st.selectbox, "Conv layers (FARMS)", "s_conv_rule", options=list(CONV_RULES),
-                  format_func=CONV_RULE_HELP.get,
+                  format_func=CONV_RULE_LABELS.get,
                   help="How FARMS windows a conv layer. release (default, the paper's CV numbers): each "
                        "kernel position's out × in slice, long side down, is cut into C × C blocks (C the "
                        "short side); block i is pooled over all kernel positions, fitted, and the block "

@@ -129,10 +129,10 @@ def _analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None)
         row["status"] = "; ".join(dict.fromkeys(statuses))
     row["seconds"] = time.perf_counter() - t0
     spec = LayerSpectra(ref.layer, mats.kind, mats.rows, mats.cols, e_raw, e_farms, fr, ff, mr, mf, grid,
-                        thumbnail(mats.slices[0]))
+                        thumbnail(mats.slices[0]), side.blocks)
     if key is not None:
         cache.put(key, {"row": row, "kind": spec.kind, "fits": [asdict(fr), asdict(ff)],
-                        "mp": [asdict(mr), asdict(mf)], "grid": asdict(grid)},
+                        "mp": [asdict(mr), asdict(mf)], "grid": asdict(grid), "blocks": side.blocks},
                   {"esd_raw": e_raw, "esd_farms": e_farms, "thumbnail": spec.thumbnail})
     return row, spec
 
@@ -150,6 +150,8 @@ class FarmsSide:
     grid: WindowGrid
     fit: PowerLawFit
     alpha_hat: float
+    #: the release's conv blocks (one fit per block, averaged) rather than one pooled fit
+    blocks: bool = False
 
 
 #: Layer kinds made of kernel-position slices, whose FARMS windows follow ``Settings.conv_rule``.
@@ -167,7 +169,7 @@ def farms_side(mats: LayerMatrices, settings: Settings, e_raw: np.ndarray) -> Fa
         hats = [f.alpha * _log10(float(b[-1])) for f, b in zip(fits, blocks) if f.status == "ok" and b.size]
         fit = mean_fit(fits)
         return FarmsSide(np.sort(np.concatenate(blocks)), grid, fit,
-                         float(np.mean(hats)) if hats else math.nan)
+                         float(np.mean(hats)) if hats else math.nan, blocks=True)
     e, grid = farms_esd(mats.slices, settings.window, settings.q, settings.ops, settings.device, raw=e_raw)
     fit = fit_power_law(e, settings.fit, settings.xmin_pos, dim=max(grid.h, grid.w))
     return FarmsSide(e, grid, fit, fit.alpha * _log10(float(e[-1]) if e.size else math.nan))
@@ -221,10 +223,10 @@ def _from_cache(ref: TensorRef, row: dict, record: dict, arrays: dict) -> tuple[
     grid = _typed(WindowGrid, record["grid"])
     fr, ff = (_typed(PowerLawFit, f) for f in record["fits"])
     mr, mf = (_typed(MPFit, m) for m in record["mp"])
-    if not isinstance(record["kind"], str):
-        raise ValueError("the cached kind is not text")
+    if not isinstance(record["kind"], str) or not isinstance(record["blocks"], bool):
+        raise ValueError("the cached kind is not text, or its blocks flag not a bool")
     spec = LayerSpectra(ref.layer, record["kind"], int(row["rows"]), int(row["cols"]), arrays["esd_raw"],
-                        arrays["esd_farms"], fr, ff, mr, mf, grid, arrays["thumbnail"])
+                        arrays["esd_farms"], fr, ff, mr, mf, grid, arrays["thumbnail"], record["blocks"])
     return row, spec
 
 

@@ -60,6 +60,8 @@ class LayerSpectra:
     grid: WindowGrid
     #: block-mean |W| of the first slice, at most THUMB_SIDE per side, for the window-grid picture
     thumbnail: np.ndarray | None = None
+    #: FARMS by the release's conv blocks (one fit per block, alpha averaged), not one pooled fit
+    blocks: bool = False
 
     def side(self, which: str) -> Side:
         """The ``raw`` or ``farms`` side of this layer."""
