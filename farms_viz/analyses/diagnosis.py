@@ -165,6 +165,8 @@ def farms_what(spec, n_slices: int = 1) -> str:
     per = f" × {n_slices} kernel positions" if n_slices > 1 else ""
     if spec.blocks:
         return f"{g.n_windows} blocks of {g.h} × {g.w}{per}: one fit per block, α averaged"
+    if g.n_windows == 1 and n_slices <= 1:
+        return f"one window of {g.h} × {g.w}: the whole matrix, so FARMS = raw"
     return f"{g.n_windows} windows of {g.h} × {g.w}{per}, pooled"
 
 
@@ -177,5 +179,6 @@ def grid_caption(grid, n_slices: int = 1, blocks: bool = False) -> str:
                 "and fitted alone, and the layer's α is the mean of the block fits.")
     return (f"FARMS windows: {grid.h} × {grid.w} (aspect ratio {max(grid.h, grid.w) / min(grid.h, grid.w):.2g}), "
             f"row step {grid.row_step}, column step {grid.col_step}, "
-            f"{len(grid.row_starts)} × {len(grid.col_starts)} = {grid.n_windows} windows{per} "
+            f"{len(grid.row_starts)} × {len(grid.col_starts)} = {grid.n_windows} "
+            f"window{'s' if grid.n_windows != 1 else ''}{per} "
             f"over the {grid.rows} × {grid.cols} matrix.")

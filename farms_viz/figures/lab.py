@@ -120,10 +120,10 @@ def numbers_table(row: dict, theory_raw: MPFit | None, theory_farms: MPFit | Non
         return [fmt_number(row[f"alpha_{which}"]), fmt_number(row[f"xmin_{which}"]), fmt_number(row[f"D_{which}"]),
                 f"{int(row[f'n_tail_{which}'])} of {int(row[f'n_eigs_{which}'])}",
                 fmt_number(th.lambda_plus) if th is not None else "– (infinite variance)",
-                str(int(sp)) if which == "raw" else fmt_number(sp)]
+                str(int(sp)) if which == "raw" else f"{fmt_number(sp)} per window"]
 
     index = ["α (tail exponent)", "xmin (tail start)", "KS distance D", "eigenvalues in the tail",
-             "MP bulk edge λ+ (theory)", "spikes above λ+ (FARMS: per window)"]
+             "MP bulk edge λ+ (theory)", "spikes above λ+"]
     return pd.DataFrame([side("raw", theory_raw), side("farms", theory_farms)], index=["raw", "FARMS"],
                         columns=index)
 

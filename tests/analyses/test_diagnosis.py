@@ -35,3 +35,10 @@ def test_the_grid_rule_pools_conv_windows():
     r = analyze(_conv_and_linear(), fit="xmin_mid", window=16, ops=3, conv_rule="grid", cache=False)
     conv = r.spectra["conv"]
     assert not conv.blocks and diagnosis.farms_what(conv, 9).endswith(", pooled")
+
+
+def test_a_single_window_is_named_as_the_whole_matrix():
+    r = analyze({"sq.weight": torch.randn(64, 64)}, window=2000, ops=15, cache=False)
+    spec = r.spectra["sq"]
+    assert diagnosis.farms_what(spec) == "one window of 64 × 64: the whole matrix, so FARMS = raw"
+    assert "1 × 1 = 1 window over" in diagnosis.grid_caption(spec.grid)
