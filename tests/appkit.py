@@ -25,6 +25,22 @@ def small_app(script: str = APP, *, ops: int = 3, timeout: float = TIMEOUT, **st
     return at
 
 
+def linked_app(script: str = APP, *, s_ops: int | None = None, **query) -> AppTest:
+    """``script`` opened from a link: ``query`` as its URL parameters (the sidebar's ``s_ops`` set
+    only when given, so small analyses stay fast)."""
+    at = AppTest.from_file(script, default_timeout=TIMEOUT)
+    if s_ops is not None:
+        at.session_state["s_ops"] = s_ops
+    for k, v in query.items():
+        at.query_params[k] = v
+    return at
+
+
+def warnings(at) -> list[str]:
+    """The texts of the page's st.warning boxes."""
+    return [w.value for w in at.warning]
+
+
 def ok(at: AppTest) -> AppTest:
     """``at`` after checking that its last run raised no exception."""
     assert not at.exception, [e.value for e in at.exception]

@@ -115,9 +115,3 @@ class JobBudget:
             with self._cond:
                 self._running -= 1
                 self._cond.notify_all()
-
-
-def check(cancelled: Callable[[], bool] | None) -> None:
-    """Raise :class:`Cancelled` if ``cancelled()`` says so: call it between a job's steps."""
-    if cancelled is not None and cancelled():
-        raise Cancelled("the job was cancelled")

@@ -7,7 +7,6 @@ teacher can share the exact lab view as a link.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 
 import streamlit as st
@@ -15,7 +14,7 @@ import streamlit as st
 from farms_viz.analyses import lab
 from farms_viz.app import server as appserver
 from farms_viz.app.bounds import LAB, LAB_CHOICES, choice_from_url, from_url, quote
-from farms_viz.app.state import cached, persisted
+from farms_viz.app.state import memo, persisted
 from farms_viz.errors import FarmsError
 
 VIEWS = {"matrix": "One matrix", "sweep": "α vs aspect ratio (sweep)"}
@@ -113,41 +112,26 @@ def _results() -> OrderedDict:
     return OrderedDict()
 
 
-def _remember(key, result, limit: int):
-    store = _results()
-    store[key] = result
-    while len(store) > limit:
-        store.popitem(last=False)
-    return result
-
-
 def matrix_result(spec: lab.MatrixSpec) -> lab.LabResult:
     """The analysis of ``spec``'s matrix under the lab's settings: cached, else computed in a
     slot of the server's job budget (queued behind other visitors' jobs)."""
     window, per_dim, fit = get("win") or None, get("per_dim"), get("fit")
-    key = (spec, window, per_dim, fit)
-    res = cached(_results(), key)
-    if res is None:
-        with appserver.job(f"a {spec.rows} × {spec.cols} matrix"):
-            res = cached(_results(), key) or lab.run_matrix(spec, lab.lab_settings(spec.rows, spec.cols, window,
-                                                                                    per_dim, fit))
-        _remember(key, res, MAX_RESULTS)
-    return res
+    return memo(_results(), (spec, window, per_dim, fit), MAX_RESULTS, f"a {spec.rows} × {spec.cols} matrix",
+                lambda: lab.run_matrix(spec, lab.lab_settings(spec.rows, spec.cols, window, per_dim, fit)))
 
 
 def upload_result(upload) -> lab.LabResult:
-    """The analysis of an uploaded .npy (an ``st.file_uploader`` file): keyed by the bytes' digest, so
-    the bytes themselves are read only while the matrix is made, never kept in a cache."""
+    """The analysis of an uploaded .npy (an ``st.file_uploader`` file): keyed by Streamlit's id of that
+    upload (hashing the bytes on every rerun cost ~0.1-0.3 s for a 128 MB matrix), so the bytes
+    themselves are read only while the matrix is made, never kept in a cache."""
     window, per_dim, fit = get("win") or None, get("per_dim"), get("fit")
-    key = ("upload", hashlib.sha256(upload.getbuffer()).hexdigest(), upload.name, window, per_dim, fit)
-    res = cached(_results(), key)
-    if res is None:
-        with appserver.job(f"the uploaded matrix {quote(upload.name)}"):
-            w = lab.load_npy(upload.getvalue(), upload.name)
-            res = lab.run_matrix(None, lab.lab_settings(*w.shape, window, per_dim, fit), w=w, name=upload.name)
-            del w
-        _remember(key, res, MAX_RESULTS)
-    return res
+
+    def compute() -> lab.LabResult:
+        w = lab.load_npy(upload.getvalue(), upload.name)
+        return lab.run_matrix(None, lab.lab_settings(*w.shape, window, per_dim, fit), w=w, name=upload.name)
+
+    key = ("upload", getattr(upload, "file_id", upload.name), upload.name, window, per_dim, fit)
+    return memo(_results(), key, MAX_RESULTS, f"the uploaded matrix {quote(upload.name)}", compute)
 
 
 @st.cache_resource(show_spinner=False)
@@ -159,16 +143,7 @@ def sweep_result(spec: lab.MatrixSpec) -> lab.SweepResult:
     """The bias sweep of ``spec``'s distribution under the lab's sweep settings, with a progress bar."""
     args = (spec.dist, spec.nu, spec.mu, spec.strength, spec.rank, spec.seed, get("mode"), get("size"),
             get("seeds"), get("per_dim"), get("fit"))
-    store = _sweeps()
-    result = cached(store, args)
-    if result is not None:
-        return result
-    with appserver.job("a bias sweep"):
-        result = cached(store, args) or _compute_sweep(spec)
-    store[args] = result
-    while len(store) > MAX_SWEEPS:
-        store.popitem(last=False)
-    return result
+    return memo(_sweeps(), args, MAX_SWEEPS, "a bias sweep", lambda: _compute_sweep(spec))
 
 
 def _compute_sweep(spec: lab.MatrixSpec) -> lab.SweepResult:

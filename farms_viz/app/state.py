@@ -16,6 +16,7 @@ import streamlit as st
 from farms_viz.app import server as appserver
 from farms_viz.app import serving
 from farms_viz.app.bounds import SETTING_CHOICES, SETTINGS, choice_from_url, from_url, quote
+from farms_viz.app.server import save_upload  # noqa: F401 (the pages' one import)
 from farms_viz.app.sources import (  # noqa: F401 (the pages reach these through this module)
     DEFAULT_MODEL,
     SOURCE_KINDS,
@@ -73,24 +74,28 @@ def cached(store: OrderedDict, key):
     return value
 
 
+def memo(store: OrderedDict, key, limit: int, what: str, compute):
+    """``store[key]``, or ``compute()`` run in a slot of the server's job budget (queued behind other
+    visitors' jobs, described to them as ``what``), stored and the least recently used entries beyond
+    ``limit`` dropped. Looked up again after the wait: another visitor may have computed it meanwhile."""
+    value = cached(store, key)
+    if value is not None:
+        return value
+    with appserver.job(what):
+        value = cached(store, key) or compute()
+    store[key] = value
+    while len(store) > limit:
+        store.popitem(last=False)
+    return value
+
+
 def analyze_cached(spec: SourceSpec, settings: Settings) -> Report:
     """The report of ``spec`` under ``settings``: computed once (with a progress bar), then cached.
 
-    Computing holds a slot of the server's job budget (queued behind other visitors' jobs) and
-    stops between layers if the visitor has gone.
+    Computing holds a slot of the server's job budget and stops between layers if the visitor has gone.
     """
-    store = _store()
-    key = cache_key(spec, settings)
-    report = cached(store, key)
-    if report is not None:
-        return report
-    with appserver.job(f"analysing {quote(spec.title)}"):
-        # another visitor may have asked for the same while this one waited in the queue
-        report = cached(store, key) or _compute(spec, settings)
-    store[key] = report
-    while len(store) > MAX_REPORTS:
-        store.popitem(last=False)
-    return report
+    return memo(_store(), cache_key(spec, settings), MAX_REPORTS, f"analysing {quote(spec.title)}",
+                lambda: _compute(spec, settings))
 
 
 def _compute(spec: SourceSpec, settings: Settings) -> Report:
@@ -109,14 +114,6 @@ def _compute(spec: SourceSpec, settings: Settings) -> Report:
                        **({"executor": "ray", "address": address} if address else {}))
     finally:
         bar.empty()
-
-
-def save_upload(slot: str, uploaded) -> Path:
-    """The path of an ``st.file_uploader`` file in this session's private upload folder (see
-    appserver.save_upload): written once, the slot's previous file deleted, all deleted when the
-    session ends. Streamlit already refuses files over ``server.maxUploadSize``; this checks again
-    so a changed limit or a direct call cannot bypass it."""
-    return appserver.save_upload(slot, uploaded)
 
 
 # ------------------------------------------------------------------ session state

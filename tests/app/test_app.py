@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from appkit import metrics, ok, small_app
+from appkit import charts, metrics, ok, small_app
 
 OVERVIEW = "pages/1_Model_overview.py"
 BROWSER = "pages/2_Layer_browser.py"
@@ -37,11 +37,11 @@ def test_overview_and_browser_render_and_next_switches_layer():
     at = ok(small_app().run())
     at.switch_page(OVERVIEW)
     ok(at.run())
-    assert len(at.get("plotly_chart")) == 2
+    assert charts(at) == 2
     assert len(at.dataframe) == 1 and at.get("download_button")
     at.switch_page(BROWSER)
     ok(at.run())
-    assert len(at.get("plotly_chart")) == 5
+    assert charts(at) == 5
     box = at.selectbox(key="w_layer")
     first = box.value
     at.button(key="next").click()
@@ -55,7 +55,7 @@ def test_overview_and_browser_render_and_next_switches_layer():
     assert at.selectbox(key="w_layer").value == first
     at.toggle(key="log_x").set_value(False)
     ok(at.run())
-    assert len(at.get("plotly_chart")) == 5
+    assert charts(at) == 5
 
 
 def test_overview_filters_drive_the_view():
@@ -106,25 +106,23 @@ def test_upload_is_analysed(tiny_safetensors):
 
 
 def test_digits_checkpoint_from_zoo():
-    pytest.importorskip("farms_viz.zoo.registry")
     at = ok(small_app(s_preset="cnn", s_window=100, s_q=1.0, s_fit="xmin_mid").run())
     at.selectbox(key="w_pick_zoo").set_value("digits-cnn@3").run()
     ok(at)
     assert metrics(at)["Layers analysed"] == "4"
     at.switch_page(BROWSER)
     ok(at.run())
-    assert len(at.get("plotly_chart")) == 5
+    assert charts(at) == 5
 
 
 def test_published_metrics_only_overview_and_no_spectra_in_browser():
-    pytest.importorskip("farms_viz.zoo.registry")
     at = ok(small_app().run())
     at.selectbox(key="w_pick_zoo").set_value("llama-7b-published").run()
     ok(at)
     assert metrics(at)["Layers analysed"] == "224"
     at.switch_page(OVERVIEW)
     ok(at.run())
-    assert len(at.get("plotly_chart")) == 2
+    assert charts(at) == 2
     at.switch_page(BROWSER)
     ok(at.run())
     assert any("No spectra for this source" in i.value for i in at.info)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from appkit import ROOT, metrics, ok
+from appkit import ROOT, charts, metrics, ok
 from streamlit.testing.v1 import AppTest
 
 LAB = str(ROOT / "pages" / "5_Lab.py")
@@ -28,7 +28,7 @@ def test_default_view_is_a_square_gaussian_with_equal_alphas():
     m = metrics(at)
     assert m["Matrix"] == "1000 × 1000"
     assert abs(float(m["α raw"]) - float(m["α FARMS"])) < 0.05  # square: no bias to remove
-    assert len(at.get("plotly_chart")) == 5
+    assert charts(at) == 5
     assert _qp(at) == {}
     assert len(at.latex) == 3
 

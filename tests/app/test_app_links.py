@@ -7,8 +7,7 @@ number analysed is the number the widget shows; a refused or clamped value is on
 from __future__ import annotations
 
 import pytest
-from appkit import APP, ROOT, ok
-from streamlit.testing.v1 import AppTest
+from appkit import ROOT, linked_app, ok, warnings
 
 from farms_viz.app import server as appserver
 from farms_viz.app.budget import JobBudget
@@ -20,15 +19,6 @@ COMPARE = str(ROOT / "pages" / "4_Compare.py")
 SMALL = "digits-mlp@30"
 
 
-def _page(script: str = APP, **query) -> AppTest:
-    at = AppTest.from_file(script, default_timeout=120)
-    for k, v in query.items():
-        at.query_params[k] = v
-    return at
-
-
-def _warnings(at) -> list[str]:
-    return [w.value for w in at.warning]
 
 
 def _qp(at) -> dict:
@@ -40,10 +30,10 @@ def _caption(at) -> str:
 
 
 def test_ops_over_the_maximum_analyses_with_what_the_widget_shows():
-    at = ok(_page(model=SMALL, ops="200").run())
+    at = ok(linked_app(model=SMALL, ops="200").run())
     assert at.number_input(key="w_s_ops").value == 50
     assert "ops 50" in _caption(at)  # the analysis ran with 50, not 200
-    (w,) = _warnings(at)
+    (w,) = warnings(at)
     assert "ops=200" in w and "largest allowed value, so 50" in w
     assert _qp(at)["ops"] == "50"  # the shared link now says what was used
 
@@ -56,23 +46,23 @@ def test_ops_over_the_maximum_analyses_with_what_the_widget_shows():
     ({"ops": "2.5"}, "ops", 15, "not a whole number"),
 ])
 def test_each_bad_setting_is_one_sentence_and_the_widget_value(query, field, used, words):
-    at = ok(_page(model=SMALL, **query).run())
+    at = ok(linked_app(model=SMALL, **query).run())
     assert at.number_input(key=f"w_s_{field}").value == used
     assert at.session_state[f"s_{field}"] == used
-    (w,) = _warnings(at)
+    (w,) = warnings(at)
     assert words in w
 
 
 def test_several_bad_values_get_a_sentence_each_and_are_not_dropped_silently():
-    at = ok(_page(model=SMALL, window="abc", ops="-3", q="nan", fit="bogus", preset="evil").run())
-    ws = _warnings(at)
+    at = ok(linked_app(model=SMALL, window="abc", ops="-3", q="nan", fit="bogus", preset="evil").run())
+    ws = warnings(at)
     assert len(ws) == 5, ws
     for name in ("window=abc", "ops=\\-3", "q=nan", "fit=bogus", "preset=evil"):
         assert any(name in w for w in ws), (name, ws)
     assert at.session_state["s_window"] == 2000 and at.session_state["s_ops"] == 1
     assert at.session_state["s_q"] == 1.0 and at.session_state["s_fit"] == "xmin_peak"
     # the warnings are shown once: the next rerun of the same session is quiet
-    assert _warnings(ok(at.run())) == []
+    assert warnings(ok(at.run())) == []
 
 
 @pytest.mark.parametrize("model,words", [
@@ -82,8 +72,8 @@ def test_several_bad_values_get_a_sentence_each_and_are_not_dropped_silently():
     ("/tmp/\x1b[31mred", "control characters"),
 ])
 def test_absurd_model_values_are_one_sentence_not_a_traceback(model, words):
-    at = ok(_page(model=model, ops="3").run())
-    ws = _warnings(at)
+    at = ok(linked_app(model=model, ops="3").run())
+    ws = warnings(at)
     assert len(ws) == 1 and words in ws[0] and "Showing minilm instead" in ws[0]
     assert len(ws[0]) < 400  # the 3000 characters are not echoed
     assert at.metric[0].value  # the default model is shown
@@ -91,15 +81,15 @@ def test_absurd_model_values_are_one_sentence_not_a_traceback(model, words):
 
 
 def test_a_markdown_link_in_a_value_is_shown_as_text():
-    at = ok(_page(model=SMALL, fit="[click](http://evil.example)").run())
-    (w,) = _warnings(at)
+    at = ok(linked_app(model=SMALL, fit="[click](http://evil.example)").run())
+    (w,) = warnings(at)
     assert "\\[click\\]\\(http" in w  # escaped: rendered as the literal text, not a link
 
 
 @pytest.mark.parametrize("layer", ["nonexistent", "\x00", "L" * 3000])
 def test_unknown_layer_in_the_link_is_one_sentence_and_the_first_layer(layer):
-    at = ok(_page(BROWSER, model=SMALL, layer=layer).run())
-    (w,) = _warnings(at)
+    at = ok(linked_app(BROWSER, model=SMALL, layer=layer).run())
+    (w,) = warnings(at)
     assert "is not a layer of" in w and "showing the first one" in w and len(w) < 400
     assert at.selectbox(key="w_layer").value == at.selectbox(key="w_layer").options[0]
     assert _qp(at)["layer"] == at.selectbox(key="w_layer").value
@@ -113,24 +103,24 @@ def test_unknown_layer_in_the_link_is_one_sentence_and_the_first_layer(layer):
     ({"dist": "cauchy"}, "dist", "gaussian", "not one of"),
 ])
 def test_lab_link_values_are_held_to_the_lab_widgets(query, key, used, words):
-    at = ok(_page(LAB, **{"rows": "300", "cols": "200", **query}).run())
+    at = ok(linked_app(LAB, **{"rows": "300", "cols": "200", **query}).run())
     assert at.session_state[f"lab_{key}"] == used
-    assert any(words in w for w in _warnings(at)), _warnings(at)
+    assert any(words in w for w in warnings(at)), warnings(at)
     widget = at.selectbox(key=f"w_lab_{key}") if key == "dist" else at.number_input(key=f"w_lab_{key}")
     assert widget.value == used
 
 
 def test_lab_sweep_link_with_huge_values_is_clamped_not_run():
-    at = ok(_page(LAB, view="sweep", seeds="100", size="99999").run())
-    ws = _warnings(at)
+    at = ok(linked_app(LAB, view="sweep", seeds="100", size="99999").run())
+    ws = warnings(at)
     assert any("seeds=100" in w for w in ws) and any("size=99999" in w for w in ws)
     assert at.session_state["lab_seeds"] == 20 and at.session_state["lab_size"] == 512
     assert any("over the lab's 4096" in e.value for e in at.error)  # 512 x 16: refused before any work
 
 
 def test_compare_sides_with_absurd_values_fall_back_with_a_sentence():
-    at = ok(_page(COMPARE, a="\x00", b=SMALL, ops="3").run())
-    ws = [w for w in _warnings(at) if w.startswith("Checkpoint")]  # not the page's unmatched-layers note
+    at = ok(linked_app(COMPARE, a="\x00", b=SMALL, ops="3").run())
+    ws = [w for w in warnings(at) if w.startswith("Checkpoint")]  # not the page's unmatched-layers note
     assert len(ws) == 1 and ws[0].startswith("Checkpoint A:") and "control characters" in ws[0]
     assert at.radio(key="w_cmp_a_kind").value == "zoo"
 
@@ -155,7 +145,7 @@ def test_a_lab_job_waits_for_a_free_slot_and_then_runs(monkeypatch):
     t = threading.Thread(target=other_visitor)
     t.start()
     held.wait(5)
-    at = ok(_page(LAB, rows="321", cols="123").run())
+    at = ok(linked_app(LAB, rows="321", cols="123").run())
     t.join(5)
     assert seen and seen[0] == 1  # "waiting for 1 job ahead of yours"
     assert budget.waited == 1 and budget.running == 0
@@ -172,7 +162,7 @@ def test_a_sweep_stops_between_matrices_when_the_visitor_has_gone(monkeypatch):
     monkeypatch.setattr(lab, "analyze_matrix", lambda *a, **k: calls.append(1) or real(*a, **k))
     checks = []
     monkeypatch.setattr(appserver, "session_gone", lambda: checks.append(1) or len(checks) > 3)
-    at = ok(_page(LAB, view="sweep", size="32", seeds="3").run())
+    at = ok(linked_app(LAB, view="sweep", size="32", seeds="3").run())
     assert len(calls) == 3  # 3 of 27 matrices, then the session was gone
     assert not at.get("plotly_chart") and not at.error
     assert budget.running == 0 and budget.waiting == 0

@@ -9,7 +9,7 @@ import os
 
 import pytest
 import torch
-from appkit import APP, ROOT, ok
+from appkit import APP, ROOT, linked_app, ok, warnings
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
@@ -35,22 +35,14 @@ def touched(monkeypatch):
 
 
 def _page(script: str = APP, **query) -> AppTest:
-    at = AppTest.from_file(script, default_timeout=120)
-    at.session_state["s_ops"] = 3
-    for k, v in query.items():
-        at.query_params[k] = v
-    return at
-
-
-def _warnings(at) -> list[str]:
-    return [w.value for w in at.warning]
+    return linked_app(script, s_ops=3, **query)
 
 
 @pytest.mark.parametrize("model", ["/etc/passwd", "/etc/shadow", "/nonexistent/x.pt", "relative.safetensors",
                                    "../../etc/hosts", "~/.ssh/id_rsa"])
 def test_a_server_path_in_the_link_is_refused_without_touching_it(served, touched, model):
     at = ok(_page(model=model).run())
-    (w,) = _warnings(at)
+    (w,) = warnings(at)
     assert w.startswith(SERVED_SENTENCE) and "not paths on the server" in w and "Showing minilm instead" in w
     assert model not in touched and not any(v for v in touched if v != "minilm")
     assert not at.error
@@ -73,7 +65,7 @@ def test_existing_and_missing_paths_get_the_same_answer(served, tmp_path):
 
 def test_hub_ids_are_refused_in_served_mode(served, touched):
     at = ok(_page(model="hub:org/some-model").run())
-    (w,) = _warnings(at)
+    (w,) = warnings(at)
     assert "does not download models from the Hugging Face hub" in w
     assert "org/some-model" not in touched
 
@@ -104,7 +96,7 @@ def test_a_ray_address_left_in_the_session_is_not_used_in_served_mode(served, mo
 
 def test_compare_links_and_series_folders_are_refused(served, touched):
     at = ok(_page(COMPARE, a="/etc/passwd", b="digits-mlp@30").run())
-    ws = [w for w in _warnings(at) if w.startswith("Checkpoint")]  # not the page's unmatched-layers note
+    ws = [w for w in warnings(at) if w.startswith("Checkpoint")]  # not the page's unmatched-layers note
     assert len(ws) == 1 and ws[0].startswith("Checkpoint A: " + SERVED_SENTENCE)
     assert at.radio(key="w_cmp_a_kind").options == ["Model zoo", "Upload"]
     assert "/etc/passwd" not in touched
