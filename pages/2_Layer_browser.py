@@ -51,7 +51,8 @@ def layer_view() -> None:
     cfg = {"displaylogo": False}
     cols = st.columns(2, gap="large")
     for col, which in zip(cols, ("raw", "farms")):
-        esd, fit, mp = spec.side(which).esd, spec.side(which).fit, spec.side(which).mp
+        side = spec.side(which)
+        esd, fit, mp = side.esd, side.fit, side.mp
         name = figures.NAMES[which]
         with col:
             color = figures.COLORS[which]

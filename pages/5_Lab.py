@@ -160,7 +160,8 @@ def matrix_view() -> None:
         log_x = W(st.toggle, "log-scale λ axis", "log",
                   help="Heavy-tailed spectra span decades; a log axis shows them whole.")
     for col, which in ((c_raw, "raw"), (c_farms, "farms")):
-        esd, mp, th = sp.side(which).esd, sp.side(which).mp, res.theory(which)
+        side = sp.side(which)
+        esd, mp, th = side.esd, side.mp, res.theory(which)
         title = (f"Raw: whole {sp.rows} × {sp.cols} matrix" if which == "raw"
                  else f"FARMS: {g.n_windows} windows of {g.h} × {g.w}")
         col.plotly_chart(figures_lab.lab_esd(esd, th, mp, which, log_x=log_x, title=title),
@@ -175,7 +176,8 @@ def matrix_view() -> None:
     st.subheader("2 · The tail and α")
     c_raw, c_farms, c_txt = st.columns([2, 2, 1.65], gap="medium")
     for col, which in ((c_raw, "raw"), (c_farms, "farms")):
-        fit, esd = sp.side(which).fit, sp.side(which).esd
+        side = sp.side(which)
+        fit, esd = side.fit, side.esd
         col.plotly_chart(figures.tail_ccdf(esd, fit, which, title=f"Tail {figures.NAMES[which]}: CCDF and power-law fit"),
                          key=f"lab_tail_{which}", theme=None, config=CFG)
     with c_txt:

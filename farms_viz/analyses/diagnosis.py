@@ -134,10 +134,11 @@ def fmt_number(x, digits: int = 3) -> str:
 
 def layer_numbers(spec, row: pd.Series | dict, which: str) -> dict[str, str]:
     """The numbers card of one layer, raw or FARMS: label -> formatted value."""
-    fit, mp, esd = spec.side(which).fit, spec.side(which).mp, spec.side(which).esd
+    side = spec.side(which)
+    fit, mp, esd = side.fit, side.mp, side.esd
     lam_max = float(esd[-1]) if len(esd) else math.nan
     fro2 = float(np.sum(esd)) if len(esd) else math.nan
-    blocks, failed = getattr(fit, "n_blocks", 1), getattr(fit, "n_blocks_failed", 0)
+    blocks, failed = fit.n_blocks, fit.n_blocks_failed
     numbers = {
         "alpha": fmt_number(fit.alpha) + (f" (mean of {blocks} block fits"
                                     + (f"; {failed} blocks without a fit left out" if failed else "") + ")"

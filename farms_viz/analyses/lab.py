@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 import torch
@@ -22,7 +21,7 @@ from farms_viz.errors import FarmsError
 from farms_viz.io.formats import read_npy
 from farms_viz.io.refs import TensorRef
 from farms_viz.pipeline.layer import analyze_layer
-from farms_viz.pipeline.schema import LayerSpectra
+from farms_viz.pipeline.schema import LayerSpectra, Progress
 from farms_viz.settings import Settings
 
 MAX_SIDE = 4096
@@ -53,7 +52,6 @@ def check_seed(seed) -> int:
         raise FarmsError(f"the seed must be a whole number from 0 to {SEED_MAX} (got {seed!r}).")
     return int(seed)
 
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)

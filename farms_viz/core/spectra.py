@@ -305,7 +305,6 @@ def _block_gram_esd(mats: torch.Tensor, grid: WindowGrid) -> np.ndarray:
     return np.sort(np.concatenate(out))
 
 
-
 def conv_blocks(rows: int, cols: int, q: float) -> WindowGrid:
     """The FARMS release's blocks for a conv slice of ``rows`` x ``cols`` (out x in).
 
@@ -327,12 +326,19 @@ def conv_blocks(rows: int, cols: int, q: float) -> WindowGrid:
     return WindowGrid(rows, cols, c, r, (0,), starts, 0, r)
 
 
-def conv_block_esds(slices: torch.Tensor, q: float, device: str = "cpu") -> tuple[list[np.ndarray], WindowGrid]:
+def conv_block_esds(slices: torch.Tensor, q: float, device: str = "cpu", raw: np.ndarray | None = None
+                    ) -> tuple[list[np.ndarray], WindowGrid]:
     """The release's conv FARMS ESDs: for each block of :func:`conv_blocks`, the pooled,
-    ascending eigenvalues of that block in every kernel-position slice (k, rows, cols)."""
+    ascending eigenvalues of that block in every kernel-position slice (k, rows, cols).
+
+    A square slice at q = 1 is one block covering it: its ESD is the raw ESD, returned as
+    ``raw`` when given instead of being solved again (as in :func:`farms_esd`).
+    """
     mats = slices.to(_device(device), dtype=torch.float32)
     k = mats.shape[0]
     grid = conv_blocks(mats.shape[1], mats.shape[2], q)
+    if raw is not None and grid.n_windows == 1 and (grid.h, grid.w) == (grid.rows, grid.cols):
+        return [raw], grid
     stack = farms_windows(mats, grid)  # (k * n_blocks, h, w), slice-major
     eigs = matrix_eigs(stack).reshape(k, grid.n_windows, -1)
     return [np.sort(eigs[:, b].reshape(-1)) for b in range(grid.n_windows)], grid

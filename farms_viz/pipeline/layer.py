@@ -91,7 +91,7 @@ def _analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None)
         key = tensor_key(w, ref.kind, settings) if cache is not None else None
         if key is not None and (hit := cache.get(key)) is not None:
             try:
-                return _from_cache(ref, row, *hit)
+                return _from_cache(ref, row, *hit, settings)
             except (KeyError, TypeError, ValueError, AttributeError):  # a damaged record: a miss
                 cache.drop(key)
                 row = empty_row(ref)
@@ -132,7 +132,7 @@ def _analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None)
                         thumbnail(mats.slices[0]), side.blocks)
     if key is not None:
         cache.put(key, {"row": row, "kind": spec.kind, "fits": [asdict(fr), asdict(ff)],
-                        "mp": [asdict(mr), asdict(mf)], "grid": asdict(grid), "blocks": side.blocks},
+                        "mp": [asdict(mr), asdict(mf)], "grid": asdict(grid)},
                   {"esd_raw": e_raw, "esd_farms": e_farms, "thumbnail": spec.thumbnail})
     return row, spec
 
@@ -158,12 +158,17 @@ class FarmsSide:
 CONV_KINDS = ("conv2d", "conv2d_depthwise", "conv1d")
 
 
+def uses_blocks(kind: str, settings: Settings) -> bool:
+    """Whether FARMS on a layer of ``kind`` is the release's conv blocks (``Settings.conv_rule``)."""
+    return kind in CONV_KINDS and settings.conv_rule == "release"
+
+
 def farms_side(mats: LayerMatrices, settings: Settings, e_raw: np.ndarray) -> FarmsSide:
     """FARMS for one layer: the window grid's pooled ESD and its fit or, for conv layers under
     the ``release`` conv rule, one fit per block (spectra.conv_blocks) averaged like the release
     (alpha_hat too: the mean of the blocks' alpha * log10 of their largest eigenvalue)."""
-    if mats.kind in CONV_KINDS and settings.conv_rule == "release":
-        blocks, grid = conv_block_esds(mats.slices, settings.q, settings.device)
+    if uses_blocks(mats.kind, settings):
+        blocks, grid = conv_block_esds(mats.slices, settings.q, settings.device, raw=e_raw)
         dim = max(grid.h, grid.w)
         fits = [fit_power_law(b, settings.fit, settings.xmin_pos, dim=dim) for b in blocks]
         hats = [f.alpha * _log10(float(b[-1])) for f, b in zip(fits, blocks) if f.status == "ok" and b.size]
@@ -201,7 +206,8 @@ def _typed(cls, d: dict):
     return cls(**out)
 
 
-def _from_cache(ref: TensorRef, row: dict, record: dict, arrays: dict) -> tuple[dict, LayerSpectra]:
+def _from_cache(ref: TensorRef, row: dict, record: dict, arrays: dict, settings: Settings
+                ) -> tuple[dict, LayerSpectra]:
     """Rebuild a row and its spectra from a cache entry (the layer name is the current one).
 
     A record of the right key but the wrong shape or types raises KeyError, TypeError or
@@ -223,10 +229,11 @@ def _from_cache(ref: TensorRef, row: dict, record: dict, arrays: dict) -> tuple[
     grid = _typed(WindowGrid, record["grid"])
     fr, ff = (_typed(PowerLawFit, f) for f in record["fits"])
     mr, mf = (_typed(MPFit, m) for m in record["mp"])
-    if not isinstance(record["kind"], str) or not isinstance(record["blocks"], bool):
-        raise ValueError("the cached kind is not text, or its blocks flag not a bool")
+    if not isinstance(record["kind"], str):
+        raise ValueError("the cached kind is not text")
     spec = LayerSpectra(ref.layer, record["kind"], int(row["rows"]), int(row["cols"]), arrays["esd_raw"],
-                        arrays["esd_farms"], fr, ff, mr, mf, grid, arrays["thumbnail"], record["blocks"])
+                        arrays["esd_farms"], fr, ff, mr, mf, grid, arrays["thumbnail"],
+                        uses_blocks(record["kind"], settings))
     return row, spec
 
 

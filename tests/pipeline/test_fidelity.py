@@ -143,3 +143,16 @@ def test_dead_depthwise_channels_are_left_out_of_the_block_mean():
     live = [release.analysis_esd(b, fix_fingers="xmin_mid").alpha
             for i, b in enumerate(release.conv2d_farms_blocks(w.double().numpy())) if i not in (2, 7)]
     assert t.table.loc[0, "alpha_farms"] == pytest.approx(np.mean(live), rel=1e-6)
+
+
+@pytest.mark.parametrize("rule", ["xmin_peak", "xmin_mid"])
+def test_square_conv_is_one_block_equal_to_the_release(rule):
+    """A 32 -> 32 conv: one block covers each slice, so FARMS = raw (taken from the raw ESD, not solved twice)."""
+    torch.manual_seed(7)
+    w = torch.distributions.StudentT(3.0).sample((32, 32, 3, 3))
+    t = analyze({"c.weight": w}, fit=rule, cache=False).table.iloc[0]
+    farms = release.layer_estimate(w.double().numpy(), True, fix_fingers=rule, Q_ratio=1.0)
+    raw = release.layer_estimate(w.double().numpy(), False, fix_fingers=rule)
+    assert t["n_windows"] == 9
+    assert t["alpha_farms"] == pytest.approx(farms.alpha, rel=1e-5) and t["alpha_raw"] == pytest.approx(raw.alpha, rel=1e-5)
+    assert t["alpha_farms"] == t["alpha_raw"]
