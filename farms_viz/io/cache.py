@@ -3,7 +3,7 @@
 An entry is one ``.npz`` (no pickle: arrays plus a JSON record), written to a temporary
 file and moved into place with ``os.replace``, so readers never see half an entry. A
 corrupt or foreign entry (truncated zip, bad CRC, wrong key, or a record that does not rebuild a
-result: see ``report._from_cache``) is a miss: it is deleted and recomputed.
+result: see ``farms_viz.pipeline.layer``) is a miss: it is deleted and recomputed.
 """
 
 from __future__ import annotations

@@ -96,14 +96,21 @@ def read_json(path: Path, limit: int = JSON_MAX_BYTES) -> dict:
     if len(raw) > limit:
         raise FarmsError(f"{path} is larger than {limit // 2**20} MiB, far beyond any config or index file, "
                          f"so it was not read.")
+    return json_object(raw, f"{path} nests its JSON too deeply to be a config or index file, so it was not read.",
+                       f"{path} is not valid JSON.", f"{path} is not a JSON object.")
+
+
+def json_object(raw: bytes, too_deep: str, not_json: str, not_object: str) -> dict:
+    """``raw`` parsed as a JSON object, else FarmsError with the sentence for what is wrong (JSON
+    nested thousands deep raises RecursionError in the parser)."""
     try:
         data = json.loads(raw)
     except RecursionError:
-        raise FarmsError(f"{path} nests its JSON too deeply to be a config or index file, so it was not read.") from None
+        raise FarmsError(too_deep) from None
     except (UnicodeDecodeError, ValueError):
-        raise FarmsError(f"{path} is not valid JSON.") from None
+        raise FarmsError(not_json) from None
     if not isinstance(data, dict):
-        raise FarmsError(f"{path} is not a JSON object.")
+        raise FarmsError(not_object)
     return data
 
 
@@ -114,10 +121,12 @@ def sniff_format(path: Path) -> str:
         head = f.read(16)
     if size == 0:
         raise FarmsError(f"{path} is empty (0 bytes), so it holds no weights.")
+    # safetensors first: its header length is little-endian, so a header of 0x580 bytes starts
+    # 80 05, which also reads as a pickle's protocol-5 opcode (a GPT-2 shard was refused as a pickle)
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= size - 8:
+        return "safetensors"
     if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
         return "torch"
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
     if head.lstrip()[:1] in (b"{", b"[") or _looks_like_text(head):
         raise FarmsError(f"{path} is a text file (JSON or similar), not a safetensors or PyTorch weights file.")
     raise FarmsError(f"{path} is not a safetensors or PyTorch weights file (unrecognised or corrupt contents).")
@@ -177,14 +186,8 @@ def _safetensors_header(path: Path) -> tuple[dict, int]:
         if n > min(size - 8, HEADER_MAX_BYTES):
             raise FarmsError(f"{path} is not a valid safetensors file: its header claims {n} bytes but the file has {size}.")
         raw = f.read(n)
-    try:
-        header = json.loads(raw)
-    except RecursionError:
-        raise FarmsError(f"{path} is not a valid safetensors file: its header nests too deeply.") from None
-    except (UnicodeDecodeError, ValueError):
-        raise FarmsError(f"{path} is not a valid safetensors file: its header is not JSON.") from None
-    if not isinstance(header, dict):
-        raise FarmsError(f"{path} is not a valid safetensors file: its header is not a table of tensors.")
+    bad = f"{path} is not a valid safetensors file: its header"
+    header = json_object(raw, f"{bad} nests too deeply.", f"{bad} is not JSON.", f"{bad} is not a table of tensors.")
     data_len = size - 8 - n
     for k, v in header.items():
         if k == "__metadata__":
@@ -203,11 +206,6 @@ def _safetensors_header(path: Path) -> tuple[dict, int]:
         if dtype not in _ST_DTYPES:
             raise FarmsError(f"{path} holds tensor {k!r} of unknown dtype {dtype!r}.")
     return header, 8 + n
-
-
-def read_safetensors_header(path: Path) -> dict:
-    """Parse and validate a safetensors header without reading any tensor data."""
-    return _safetensors_header(path)[0]
 
 
 class SafetensorsFile:

@@ -94,6 +94,3 @@ def module_kind(m: torch.nn.Module) -> str | None:
     if type(m).__name__ == "Conv1D" and w.ndim == 2:  # transformers.pytorch_utils.Conv1D (GPT-2)
         return "conv1d_hf"
     return None
-
-
-# ---------------------------------------------------------------- file formats

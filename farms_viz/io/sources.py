@@ -21,23 +21,15 @@ import torch
 
 from farms_viz.core.matrices import infer_kind
 from farms_viz.errors import FarmsError
-from farms_viz.io.formats import (  # noqa: F401 (re-exported)
-    SafetensorsFile,
-    available_memory,
-    open_regular,
-    read_json,
-    read_safetensors_header,
-    shown,
-    sniff_format,
-)
-from farms_viz.io.memory import DictSource, ModuleSource, module_kind  # noqa: F401 (re-exported)
+from farms_viz.io.formats import SafetensorsFile, open_regular, read_json, shown, sniff_format
+from farms_viz.io.memory import DictSource, ModuleSource  # noqa: F401 (re-exported)
 from farms_viz.io.refs import Source, TensorRef, is_weight, layer_name, natural_key  # noqa: F401 (re-exported)
 from farms_viz.io.torchfile import open_torch_file
 
 
 def fingerprint(path: Path) -> str:
     """A cheap id that changes when a file, or a file in a folder, is rewritten: sizes and mtimes
-    ("" when the path cannot be read). :meth:`FileSource.content_id` adds the first and last MiB."""
+    ("" when the path cannot be read). :meth:`FileSource.content_id` also hashes the first and last MiB."""
     try:
         p = Path(path).expanduser()
         files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]

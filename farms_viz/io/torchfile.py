@@ -258,13 +258,12 @@ class TorchHeldFile:
 
     def __init__(self, path: Path):
         self.path = path
-        with open_regular(path) as f:
-            size = os.fstat(f.fileno()).st_size
-        if size > available_memory() // 2:
-            raise FarmsError(f"{path} is an old-format (non-zip) or quantized PyTorch file larger than half the "
-                             f"available memory; re-save it with torch.save or as safetensors to analyse it.")
         try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=False)
+            with open_regular(path) as f:  # the checked open file itself, not the name again (a swap to a FIFO)
+                if os.fstat(f.fileno()).st_size > available_memory() // 2:
+                    raise FarmsError(f"{path} is an old-format (non-zip) or quantized PyTorch file larger than half "
+                                     "the available memory; re-save it with torch.save or as safetensors to analyse it.")
+                obj = torch.load(f, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             raise _refused_pickle(path, str(e)) from None
         except FarmsError:

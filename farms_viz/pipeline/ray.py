@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -46,6 +47,13 @@ LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
                  **{k: "127.0.0.1,localhost,::1" for k in ("no_proxy", "NO_PROXY")}}
 
 
+@lru_cache(maxsize=4)
+def _opened(path: str, size: int, mtime_ns: int):
+    """A weights file parsed once per worker process and kept while its size and mtime stay the same
+    (opening it per tensor made a file of n tensors cost n header parses on the workers)."""
+    return open_weights_file(Path(path))
+
+
 @dataclass(frozen=True)
 class FileTensor:
     """A tensor named by where it lives: picklable, a few hundred bytes."""
@@ -59,7 +67,8 @@ class FileTensor:
 
     def ref(self) -> TensorRef:
         def load():
-            return open_weights_file(Path(self.path)).load(self.key)
+            st = os.stat(self.path)
+            return _opened(self.path, st.st_size, st.st_mtime_ns).load(self.key)
 
         return TensorRef(self.layer, self.shape, self.dtype, self.kind, load)
 

@@ -354,3 +354,18 @@ def test_streaming_keeps_peak_memory_well_below_file_size(tmp_path, fmt):
     growth, n = map(int, r.stdout.split())
     assert n == 24
     assert growth < size / 2, f"peak RSS grew {growth / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB file"
+
+
+@pytest.mark.parametrize("header_len", [0x580, 0x280, 0x380, 0x480])
+def test_a_safetensors_header_length_that_reads_like_a_pickle_opcode_is_still_safetensors(tmp_path, header_len):
+    """Bytes 80 0N start a pickle (protocol N) and also a safetensors header of 0xN80 bytes."""
+    from farms_viz.io.formats import sniff_format
+
+    w = torch.randn(8, 4)
+    raw = json.dumps({"w.weight": {"dtype": "F32", "shape": [8, 4], "data_offsets": [0, 128]}}).encode()
+    raw = raw + b" " * (header_len - len(raw))
+    p = tmp_path / "w.safetensors"
+    p.write_bytes(header_len.to_bytes(8, "little") + raw + w.numpy().tobytes())
+    assert p.read_bytes()[:2] == bytes([0x80, header_len >> 8])
+    assert sniff_format(p) == "safetensors"
+    torch.testing.assert_close(next(iter(open_source(str(p)).tensors())).load(), w)
