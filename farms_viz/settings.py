@@ -36,17 +36,19 @@ BOUNDS: dict[str, tuple[float, float]] = {
 _WHOLE = ("window", "ops")
 
 
-def _in_bounds(name: str, value, low: float, high: float):
-    """``value`` as int (window, ops) or float, or FarmsError with the accepted range."""
-    kind = "a whole number" if name in _WHOLE else "a number"
+def in_bounds(name: str, value, low: float, high: float, whole: bool | None = None):
+    """``value`` as an int (``whole``; default: window and ops) or a float within ``low..high``, or
+    FarmsError with the accepted range (also for text, bools, NaN and infinities)."""
+    whole = name in _WHOLE if whole is None else whole
+    kind = "a whole number" if whole else "a number"
     try:
         x = float(value)
     except (TypeError, ValueError, OverflowError):
         x = math.nan
     if isinstance(value, bool) or not math.isfinite(x) or not low <= x <= high \
-            or (name in _WHOLE and x != int(x)):
+            or (whole and x != int(x)):
         raise FarmsError(f"{name} must be {kind} from {low:g} to {high:g} (got {value!r}).")
-    return int(x) if name in _WHOLE else x
+    return int(x) if whole else x
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class Settings:
         if self.fit not in FITS:
             raise FarmsError(f"Unknown fit rule {self.fit!r}; choose one of {', '.join(FITS)}.")
         for name, (low, high) in BOUNDS.items():
-            value = _in_bounds(name, getattr(self, name), low, high)
+            value = in_bounds(name, getattr(self, name), low, high)
             object.__setattr__(self, name, value)
         if self.conv_rule not in CONV_RULES:
             raise FarmsError(f"Unknown conv rule {self.conv_rule!r}; choose one of {', '.join(CONV_RULES)}.")

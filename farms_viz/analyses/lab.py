@@ -22,7 +22,7 @@ from farms_viz.io.formats import read_npy
 from farms_viz.io.refs import TensorRef
 from farms_viz.pipeline.layer import analyze_layer
 from farms_viz.pipeline.schema import LayerSpectra, Progress
-from farms_viz.settings import Settings
+from farms_viz.settings import Settings, in_bounds
 
 MAX_SIDE = 4096
 DISTRIBUTIONS = {
@@ -75,21 +75,14 @@ class MatrixSpec:
 
     def __post_init__(self):
         for name in ("rows", "cols"):
-            v = getattr(self, name)
-            if int(v) != v or not 2 <= v <= MAX_SIDE:
-                raise FarmsError(f"{name} must be a whole number from 2 to {MAX_SIDE} (got {v}).")
-            object.__setattr__(self, name, int(v))
+            object.__setattr__(self, name, in_bounds(name, getattr(self, name), 2, MAX_SIDE, whole=True))
         if self.dist not in DISTRIBUTIONS:
             raise FarmsError(f"Unknown distribution {self.dist!r}; choose one of {', '.join(DISTRIBUTIONS)}.")
-        if not 0.5 <= self.nu <= 1000:
-            raise FarmsError(f"ν (degrees of freedom) must be from 0.5 to 1000 (got {self.nu}).")
-        if not 0.5 <= self.mu <= 1000:
-            raise FarmsError(f"μ (tail index) must be from 0.5 to 1000 (got {self.mu}).")
-        if not (self.strength >= 0 and math.isfinite(self.strength)):
-            raise FarmsError(f"The signal strength must be a finite number, zero or positive (got {self.strength}).")
-        if int(self.rank) != self.rank or not 1 <= self.rank <= min(self.rows, self.cols):
-            raise FarmsError(f"The signal rank must be a whole number from 1 to the short side (got {self.rank}).")
-        object.__setattr__(self, "rank", int(self.rank))
+        object.__setattr__(self, "nu", in_bounds("ν (degrees of freedom)", self.nu, 0.5, 1000))
+        object.__setattr__(self, "mu", in_bounds("μ (tail index)", self.mu, 0.5, 1000))
+        object.__setattr__(self, "strength", in_bounds("the signal strength", self.strength, 0, 1e6))
+        object.__setattr__(self, "rank", in_bounds("the signal rank", self.rank, 1, min(self.rows, self.cols),
+                                                   whole=True))
         object.__setattr__(self, "seed", check_seed(self.seed))
 
     @property

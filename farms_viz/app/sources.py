@@ -55,7 +55,7 @@ def source_kinds() -> dict[str, str]:
 def admit(spec: SourceSpec) -> None:
     """FarmsError with one sentence unless this server may open ``spec`` (see serving.admit); called
     before anything looks at the source, so a refused path is never touched."""
-    names = {n for n, _ in zoo_entries()} if spec.kind == "zoo" else ()
+    names = {n for n, _ in zoo_entries()} if spec.kind == "zoo" and serving.served() else ()  # checked only there
     serving.admit(spec.kind, spec.value, names)
 
 

@@ -100,7 +100,10 @@ def test_sweep_rejects_sides_over_the_limit():
 
 
 @pytest.mark.parametrize("kw,msg", [(dict(rows=5000), "rows"), (dict(dist="cauchy"), "Unknown distribution"),
-                                    (dict(mu=0.1, dist="pareto"), "tail index"), (dict(rank=0), "rank")])
+                                    (dict(mu=0.1, dist="pareto"), "tail index"), (dict(rank=0), "rank"),
+                                    (dict(rows="abc"), "rows must be a whole number"),
+                                    (dict(cols=float("nan")), "cols must be"), (dict(nu="x"), "degrees of freedom"),
+                                    (dict(strength=float("inf")), "signal strength"), (dict(rows=3.5), "whole")])
 def test_bad_spec_is_a_farms_error(kw, msg):
     with pytest.raises(FarmsError, match=msg):
         lab.MatrixSpec(**kw)
