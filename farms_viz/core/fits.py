@@ -59,20 +59,17 @@ def mean_fit(fits: list[PowerLawFit]) -> PowerLawFit:
                        "ok", len(ok), len(fits) - len(ok))
 
 
-def nonzero_eigs(eigs: np.ndarray, dim: int = 1, thresh: float = 0.0) -> np.ndarray:
-    """Ascending float64 eigenvalues that are numerically nonzero (and above ``thresh``).
+def nonzero_eigs(eigs: np.ndarray, dim: int = 1) -> np.ndarray:
+    """Ascending float64 eigenvalues for display: finite and above round-off, l > l_max (dim eps32)^2.
 
-    An eigenvalue l = s^2 computed from float32 singular values is zero up to round-off
-    when s <= s_max * dim * eps(float32), i.e. l <= l_max * (dim * eps)^2, where ``dim`` is
-    the largest side of the matrix (or window) it came from. Those are dropped, since their
-    logs are noise; a full-rank ESD loses nothing. ``thresh`` adds an absolute floor
-    (WeightWatcher's 1e-5 for the ``ks`` rule).
+    The fits use :func:`positive_eigs` (every positive eigenvalue, as the release); a plot on a log
+    axis leaves out values at round-off level, which would stretch it over tens of empty decades.
     """
     e = np.sort(np.asarray(eigs, dtype=np.float64).ravel())
     e = e[np.isfinite(e)]
     if e.size == 0:
         return e
-    tol = max(thresh, float(e[-1]) * (max(1, dim) * float(np.finfo(np.float32).eps)) ** 2)
+    tol = float(e[-1]) * (max(1, dim) * float(np.finfo(np.float32).eps)) ** 2
     return e[e > tol]
 
 

@@ -190,7 +190,7 @@ def test_too_few_eigenvalues_is_a_status_not_a_crash():
     assert math.isnan(fit.alpha) and fit.status != "ok"
 
 
-def test_numerically_zero_eigenvalues_are_dropped_for_display_and_ks():
+def test_round_off_eigenvalues_are_dropped_for_display():
     e = np.array([-1e-9, 0.0, 1e-20, 0.5, 1.0, 2.0])
     assert list(nonzero_eigs(e, dim=10)) == [0.5, 1.0, 2.0]
 
