@@ -163,7 +163,7 @@ def layer_numbers(spec, row: pd.Series | dict, which: str) -> dict[str, str]:
 def farms_what(spec, n_slices: int = 1) -> str:
     """What the FARMS side of a layer is made of, in a few words."""
     g = spec.grid
-    per = f" × {n_slices} kernel positions" if n_slices > 1 else ""
+    per = f" in each of {n_slices} kernel positions" if n_slices > 1 else ""
     if spec.blocks:
         return f"{g.n_windows} blocks of {g.h} × {g.w}{per}: one fit per block, α averaged"
     if g.n_windows == 1 and n_slices <= 1:

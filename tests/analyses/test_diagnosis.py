@@ -23,7 +23,7 @@ def test_conv_layers_under_the_release_rule_are_described_as_blocks():
     r = analyze(_conv_and_linear(), fit="xmin_mid", window=50, ops=3, cache=False)
     conv, fc = r.spectra["conv"], r.spectra["fc"]
     assert conv.blocks and not fc.blocks
-    assert diagnosis.farms_what(conv, 9) == "6 blocks of 16 × 16 × 9 kernel positions: one fit per block, α averaged"
+    assert diagnosis.farms_what(conv, 9) == "6 blocks of 16 × 16 in each of 9 kernel positions: one fit per block, α averaged"
     assert diagnosis.farms_what(fc) == "9 windows of 50 × 50, pooled"
     assert "mean of the block fits" in diagnosis.grid_caption(conv.grid, 9, conv.blocks)
     card = diagnosis.layer_numbers(conv, r.table.set_index("layer").loc["conv"], "farms")
