@@ -13,6 +13,7 @@ from pathlib import Path
 from farms_viz.analyses import allocate_io as alloc_io
 from farms_viz.analyses.allocate import MAPS, SCHEMES, allocated_params, alphapruning, tempbalance, weighted_mean
 from farms_viz.analyses.compare import change_text, compare_summary, compare_tables, diagnosis_changes
+from farms_viz.analyses.matching import MATCH_MODES, MATCH_TEXT
 from farms_viz.errors import FarmsError
 from farms_viz.io.tables import to_csv
 from farms_viz.pipeline.analyze import analyze
@@ -155,7 +156,7 @@ def cmd_compare(a) -> int:
     check_out(a.out, [a.a, a.b])
     reports = [analyze(src, progress=None if a.quiet else _Bar(), cache=not a.no_cache, **_settings_kwargs(a))
                for src in (a.a, a.b)]
-    cmp = compare_tables(*reports)
+    cmp = compare_tables(*reports, match=a.match)
     if a.out.endswith(".json"):
         cmp.to_json(a.out, orient="records", indent=1, double_precision=15)
     else:
@@ -175,6 +176,7 @@ def cmd_compare(a) -> int:
 def cmd_allocate(a) -> int:
     """TempBalance learning rates or AlphaPruning sparsities from raw and FARMS alphas of a table."""
     check_out(a.out, [a.report])
+    _print(f"  {s['matching']}")
     table = alloc_io.read_table(a.report, progress=_Bar())
     if a.scheme == "alphapruning":
         if a.sparsity is None:
@@ -234,7 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     pc = sub.add_parser("compare", help="analyse two checkpoints with the same options and match their layers")
     pc.add_argument("a", metavar="A", help="the first checkpoint (zoo name, file, folder or hub id), e.g. before")
     pc.add_argument("b", metavar="B", help="the second checkpoint, e.g. after; deltas are B - A")
-    pc.add_argument("--out", required=True, help="FILE.csv or FILE.json (a row per layer, matched by name)")
+    pc.add_argument("--out", required=True, help="FILE.csv or FILE.json (a row per layer, matched as --match says)")
+    pc.add_argument("--match", choices=MATCH_MODES, default="auto",
+                    help="how layers of A and B pair up: " + "; ".join(f"{k}: {v}" for k, v in MATCH_TEXT.items())
+                         + " (default auto)")
     pc.add_argument("--quiet", action="store_true", help="no progress bar")
     pc.add_argument("--no-cache", action="store_true", help="recompute every layer instead of reusing the disk cache")
     _add_analysis_options(pc)

@@ -1,7 +1,8 @@
 """Compare checkpoints: two reports matched layer by layer, and a series of reports across training steps.
 
-Pure tables (pandas), no Streamlit or Plotly. Layers are matched by name; a layer on one side
-only, or whose matrix shape differs, is kept with a ``status`` instead of being dropped.
+Pure tables (pandas), no Streamlit or Plotly. Layers are matched by name, by name without a prefix
+or suffix one side adds, or by shape and order (:mod:`farms_viz.analyses.matching`); a layer on one
+side only, or whose matrix shape differs, is kept with a ``status`` instead of being dropped.
 Delta alpha is B - A, raw and FARMS. HT-SR labels (over-trained < 2 <= well-trained <= 6 <
 under-trained) come from :mod:`farms_viz.analyses.diagnosis`.
 """
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from farms_viz.analyses.diagnosis import NO_FIT, labels
+from farms_viz.analyses.matching import match_layers
 from farms_viz.errors import FarmsError
 from farms_viz.pipeline.analyze import analyze
 from farms_viz.zoo.digits import ARCHS, EPOCHS
@@ -23,7 +25,7 @@ from farms_viz.zoo.digits import ARCHS, EPOCHS
 CORE_COLUMNS = ["layer", "alpha_raw_a", "alpha_raw_b", "alpha_farms_a", "alpha_farms_b",
                 "delta_raw", "delta_farms", "status"]
 EXTRA_COLUMNS = ["kind", "shape_a", "shape_b", "label_raw_a", "label_raw_b", "label_farms_a", "label_farms_b",
-                 "changed_raw", "changed_farms"]
+                 "changed_raw", "changed_farms", "layer_b", "matched_by"]
 COLUMNS = CORE_COLUMNS + EXTRA_COLUMNS
 OK, ONLY_A, ONLY_B, SHAPE = "ok", "only in A", "only in B", "shape differs"
 #: file names a checkpoint folder may hold (a subfolder counts too: a Hugging Face checkpoint-N folder)
@@ -51,19 +53,42 @@ def _by_layer(t: pd.DataFrame) -> dict[str, pd.Series]:
     return out
 
 
+def _shape_key(row):
+    """What ``order`` matching calls the same shape: kind, rows x cols and the number of slices; None unknown."""
+    shape = _shape(row)
+    if not shape:
+        return None
+    slices = row.get("n_slices")
+    slices = float(slices) if isinstance(slices, (int, float, np.number)) and np.isfinite(slices) else None
+    return str(row.get("kind", "") or ""), shape, slices
+
+
+def _label(x, default: str) -> str:
+    name = getattr(x, "name", None)
+    return str(name) if isinstance(name, str) and name else default
+
+
 def _side_status(row) -> str:
     s = row.get("status", OK) if row is not None else OK
     return OK if s is None or (isinstance(s, float) and np.isnan(s)) or s == "" else str(s)
 
 
-def compare(a, b, *, progress=None, cache: bool = True, **options) -> pd.DataFrame:
+def compare(a, b, *, match: str = "auto", progress=None, cache: bool = True, **options) -> pd.DataFrame:
     """Analyse checkpoints ``a`` and ``b`` with the same settings (each exactly as :func:`analyze`
     with ``options`` would) and match them layer by layer (:func:`compare_tables`)."""
-    return compare_tables(*(analyze(x, progress=progress, cache=cache, **options) for x in (a, b)))
+    return compare_tables(*(analyze(x, progress=progress, cache=cache, **options) for x in (a, b)), match=match)
 
 
-def compare_tables(a, b) -> pd.DataFrame:
-    """Match two reports (or tables) by layer name and shape: a row per layer, A's order, B-only appended.
+def compare_tables(a, b, match: str = "auto", names: tuple[str, str] | None = None) -> pd.DataFrame:
+    """Match two reports (or tables) layer by layer: a row per layer, A's order, B-only appended.
+
+    ``match`` (:data:`farms_viz.analyses.matching.MATCH_MODES`): ``auto`` by name, else by name
+    without a prefix/suffix one side adds; ``name`` exact names only; ``order`` the i-th layer of a
+    shape in A with the i-th of that shape in B. ``layer`` is A's name (B's for a B-only row),
+    ``layer_b`` B's name where it differs, ``matched_by`` how the row's pair was made; the sentence
+    saying how layers were matched is in ``attrs["matching"]`` (and :func:`compare_summary`).
+    FarmsError with one sentence when no layer pairs up (``names`` name A and B in it; default
+    the reports' names).
 
     ``status``: ``ok``; ``only in A`` / ``only in B``; ``shape differs`` (alphas and deltas are
     still given: FARMS alpha is comparable across shapes, raw alpha is biased by them); else the
@@ -73,11 +98,22 @@ def compare_tables(a, b) -> pd.DataFrame:
     """
     ta, tb = _table(a), _table(b)
     ra, rb = _by_layer(ta), _by_layer(tb)
-    names = list(ra) + [n for n in rb if n not in ra]
-    rows = []
-    for name in names:
-        xa, xb = ra.get(name), rb.get(name)
-        row = {"layer": name}
+    names = names or (_label(a, "A"), _label(b, "B"))
+    m = match_layers(list(ra), list(rb), {n: _shape_key(r) for n, r in ra.items()},
+                     {n: _shape_key(r) for n, r in rb.items()}, match, names)
+    b_of = dict(m.pairs)
+    paired = set(b_of.values())
+    entries = [(n, n, b_of.get(n)) for n in ra] + [(None, None, n) for n in rb if n not in paired]
+    rows, taken = [], set(ra)
+    for name, name_a, name_b in entries:
+        if name is None:  # a B-only row: its own name, unless an A row has it already
+            name = name_b
+            while name in taken:
+                name += " (B)"
+            taken.add(name)
+        xa, xb = ra.get(name_a) if name_a else None, rb.get(name_b) if name_b else None
+        row = {"layer": name, "layer_b": name_b if name_b is not None and name_b != name else "",
+               "matched_by": m.row_how(name_a, name_b) if name_a and name_b else ""}
         for side, x in (("a", xa), ("b", xb)):
             for which in ("raw", "farms"):
                 v = x.get(f"alpha_{which}", np.nan) if x is not None else np.nan
@@ -96,9 +132,7 @@ def compare_tables(a, b) -> pd.DataFrame:
             status = "; ".join(parts) if parts else OK
         row["status"] = status
         rows.append(row)
-    out = pd.DataFrame(rows, columns=[c for c in COLUMNS if not c.startswith(("delta", "label", "changed"))])
-    if out.empty:
-        return pd.DataFrame(columns=COLUMNS)
+    out = pd.DataFrame(rows, columns=[c for c in COLUMNS if not c.startswith(("delta", "label_", "changed"))])
     both = ~out["status"].isin([ONLY_A, ONLY_B])
     for which in ("raw", "farms"):
         a_, b_ = out[f"alpha_{which}_a"].astype(float), out[f"alpha_{which}_b"].astype(float)
@@ -107,7 +141,9 @@ def compare_tables(a, b) -> pd.DataFrame:
         out[f"label_{which}_b"] = labels(b_)
         la, lb = out[f"label_{which}_a"], out[f"label_{which}_b"]
         out[f"changed_{which}"] = both & (la != lb) & (la != NO_FIT) & (lb != NO_FIT)
-    return out[COLUMNS].reset_index(drop=True)
+    out = out[COLUMNS].reset_index(drop=True)
+    out.attrs["matching"] = m.describe()
+    return out
 
 
 def unmatched(cmp: pd.DataFrame) -> pd.DataFrame:
@@ -130,9 +166,12 @@ def change_text(row) -> str:
 
 
 def compare_summary(cmp: pd.DataFrame) -> dict:
-    """Counts and mean deltas: matched, only_a, only_b, shape_differs, changed_raw/farms, mean_delta_*."""
+    """Counts and mean deltas: matched, only_a, only_b, shape_differs, changed_raw/farms, mean_delta_*,
+    and ``matching``: how layers were matched, in a sentence."""
     st = cmp["status"]
-    out = {"layers": len(cmp), "matched": int((~st.isin([ONLY_A, ONLY_B])).sum()),
+    matched = int((~st.isin([ONLY_A, ONLY_B])).sum())
+    out = {"layers": len(cmp), "matched": matched,
+           "matching": cmp.attrs.get("matching") or f"{matched} of {len(cmp)} layers matched",
            "only_a": int((st == ONLY_A).sum()), "only_b": int((st == ONLY_B).sum()),
            "shape_differs": int((st == SHAPE).sum()),
            "changed_raw": int(cmp["changed_raw"].sum()), "changed_farms": int(cmp["changed_farms"].sum())}

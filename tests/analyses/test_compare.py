@@ -111,6 +111,86 @@ def test_identical_reports_compare_all_ok_with_zero_delta():
     assert np.allclose(c["delta_raw"], 0) and np.allclose(c["delta_farms"], 0)
 
 
+# ------------------------------------------------------------------ matching layers that were renamed
+
+def _renamed(t: pd.DataFrame, rename) -> pd.DataFrame:
+    return t.assign(layer=[rename(n) for n in t["layer"]])
+
+
+def test_a_table_and_its_prefixed_copy_match_every_layer():
+    c = compare_tables(A, _renamed(A, lambda n: "model." + n))
+    assert c["layer"].tolist() == A["layer"].tolist() and (c["status"] == "ok").all()
+    assert c["layer_b"].tolist() == ["model." + n for n in A["layer"]]
+    assert set(c["matched_by"]) == {"stripped name"}
+    assert np.allclose(c["delta_farms"], 0)
+    s = compare_summary(c)
+    assert (s["matched"], s["only_a"], s["only_b"]) == (5, 0, 0)
+    assert s["matching"] == "5 of 5 layers matched after stripping the prefix 'model.' from B"
+    # the other way round, the prefix is A's
+    assert compare_tables(_renamed(A, lambda n: "model." + n), A).attrs["matching"].endswith("'model.' from A")
+    with pytest.raises(FarmsError, match="no layer name in common.*5 layers match once a common prefix"):
+        compare_tables(A, _renamed(A, lambda n: "model." + n), match="name")
+
+
+def test_a_head_model_prefix_matches_though_its_head_has_none():
+    # BertForSequenceClassification vs BertModel: 'bert.' before the shared layers, a head without it
+    b = pd.concat([_renamed(A, lambda n: "bert." + n), _t([("classifier", 2, 32, 3.0, 3.0)])], ignore_index=True)
+    c = compare_tables(A, b).set_index("layer")
+    assert (c.loc[A["layer"], "status"] == "ok").all() and c.loc["classifier", "status"] == "only in B"
+    assert c.loc["fc1", "layer_b"] == "bert.fc1" and c.loc["classifier", "layer_b"] == ""
+    assert compare_summary(c)["matching"] == "5 of A's 5 layers (B has 6) matched after stripping the prefix 'bert.' from B"
+
+
+def test_a_suffix_on_one_side_is_stripped():
+    c = compare_tables(_renamed(A, lambda n: n + ".weight_orig"), A)  # torch pruning's name for the kept weight
+    assert (c["status"] == "ok").all() and c["layer_b"].tolist() == A["layer"].tolist()
+    assert c.attrs["matching"] == "5 of 5 layers matched after stripping the suffix '.weight_orig' from A"
+
+
+def test_names_that_already_match_are_not_stripped():
+    b = _renamed(A, lambda n: "x." + n).iloc[:2]  # every layer of A pairs by name: nothing is stripped
+    ab = pd.concat([A, b], ignore_index=True)
+    c = compare_tables(A, ab)
+    assert c.attrs["matching"] == "5 of A's 5 layers (B has 7) matched by name"
+    assert set(c.loc[c["status"] == "only in B", "layer"]) == {"x.fc1", "x.fc2"}
+
+
+def test_order_mode_pairs_the_ith_layer_of_each_shape():
+    b = _t([("blk0.big", 64, 32, 1.0, 1.0), ("blk0.sq", 32, 32, 2.0, 2.0), ("blk1.sq", 32, 32, 3.0, 3.0),
+            ("blk2.odd", 7, 7, 2.0, 2.0)])
+    a = _t([("l0", 32, 32, 4.0, 4.0), ("l1", 64, 32, 5.0, 5.0), ("l2", 32, 32, 6.0, 6.0), ("l3", 32, 32, 6.0, 6.0)])
+    c = compare_tables(a, b, match="order").set_index("layer")
+    assert c.loc[["l0", "l1", "l2"], "layer_b"].tolist() == ["blk0.sq", "blk0.big", "blk1.sq"]
+    assert c.loc["l0", "delta_raw"] == pytest.approx(2.0 - 4.0) and c.loc["l2", "delta_raw"] == pytest.approx(-3.0)
+    assert c.loc["l3", "status"] == "only in A" and c.loc["blk2.odd", "status"] == "only in B"
+    assert set(c.loc[["l0", "l1", "l2"], "matched_by"]) == {"shape and order"}
+    assert c.attrs["matching"].startswith("3 of 4 layers matched by shape and order")
+    # auto finds no name in common and says that order would pair three
+    with pytest.raises(FarmsError, match="no layer name in common.*3 layers pair up by shape and order .match 'order'"):
+        compare_tables(a, b)
+
+
+def test_order_mode_keeps_row_names_unique():
+    a = _t([("x", 8, 8, 3.0, 3.0), ("y", 4, 4, 3.0, 3.0)])
+    b = _t([("y", 8, 8, 2.0, 2.0), ("x", 2, 2, 2.0, 2.0)])
+    c = compare_tables(a, b, match="order")
+    assert c["layer"].tolist() == ["x", "y", "x (B)"] and c["layer_b"].tolist() == ["y", "", "x"]
+    assert c["status"].tolist() == ["ok", "only in A", "only in B"]
+
+
+def test_nothing_in_common_is_one_sentence_not_nan():
+    cnn = _t([("features.0.0", 32, 3, 3.0, 3.0), ("classifier.1", 1000, 1280, 4.0, 4.0)])
+    msg = "minilm and mobilenet-v2 have no layer in common (names and shapes differ): nothing to compare."
+    for match in ("auto", "name", "order"):
+        with pytest.raises(FarmsError) as e:
+            compare_tables(A, cnn, match=match, names=("minilm", "mobilenet-v2"))
+        assert str(e.value) == msg
+    with pytest.raises(FarmsError, match="^A and B have no layer in common"):  # plain tables: A and B
+        compare_tables(A, cnn)
+    with pytest.raises(FarmsError, match="match 'nearest' is not one of auto, name, order"):
+        compare_tables(A, A, match="nearest")
+
+
 def _save(path, tensors):
     from safetensors.torch import save_file
     save_file(tensors, str(path))
@@ -174,6 +254,29 @@ def test_cli_compare_bad_out_and_missing_source_exit_nonzero(tmp_path, capsys):
                  str(tmp_path / "x.csv"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "--out must end in .csv or .json" in err and "nope.safetensors" in err
+
+
+def test_cli_compare_a_file_and_its_prefixed_copy(tmp_path, capsys):
+    g = torch.Generator().manual_seed(3)
+    w = {"fc1.weight": torch.randn(48, 24, generator=g), "fc2.weight": torch.randn(24, 24, generator=g),
+         "conv.weight": torch.randn(8, 4, 3, 3, generator=g)}
+    a = _save(tmp_path / "state_dict.safetensors", w)
+    b = _save(tmp_path / "wrapped.safetensors", {"model." + k: v for k, v in w.items()})
+    out = tmp_path / "cmp.csv"
+    assert main(["compare", str(a), str(b), "--out", str(out), "--quiet", "--ops", "3"]) == 0
+    got = pd.read_csv(out, keep_default_na=False)
+    assert sorted(got["layer"]) == ["conv", "fc1", "fc2"] and (got["status"] == "ok").all()
+    assert sorted(got["layer_b"]) == ["model.conv", "model.fc1", "model.fc2"]
+    assert np.allclose(got["delta_raw"].astype(float), 0) and np.allclose(got["delta_farms"].astype(float), 0)
+    stdout = capsys.readouterr().out
+    assert "3 of 3 layers matched after stripping the prefix 'model.' from B" in stdout
+    assert main(["compare", str(a), str(b), "--out", str(out), "--quiet", "--ops", "3", "--match", "order"]) == 0
+    assert "3 of 3 layers matched by shape and order" in capsys.readouterr().out
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "n.csv"), "--quiet", "--ops", "3",
+                 "--match", "name"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("farms-viz: ") and "no layer name in common" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "n.csv").exists()
 
 
 # ------------------------------------------------------------------ series
