@@ -9,6 +9,7 @@ from farms_viz.analyses.compare import (
     diagnosis_changes,
     series_long,
     series_mean,
+    side_names,
     unmatched,
     zoo_series,
 )
@@ -40,7 +41,8 @@ def pair_view() -> None:
             a = cmpst.source_picker("a")
         with cb:
             b = cmpst.source_picker("b")
-    cmpst.sync_url(a, b)
+        match = cmpst.match_picker()
+    cmpst.sync_url(a, b, match)
     appserver.show_notices()  # a refused ?a= / ?b= from the link
     if a is None or b is None:
         st.info("Give both checkpoints to compare (a path needs Enter, an upload a file).")
@@ -49,13 +51,18 @@ def pair_view() -> None:
     if ra is None or rb is None:
         return
     la, lb = a.title, b.title
-    cmp = compare_tables(ra, rb)
-    s = compare_summary(cmp)
-
     st.subheader(f"A = {la}  →  B = {lb}")
+    try:
+        cmp = compare_tables(ra, rb, match=match, names=(la, lb))
+    except FarmsError as e:  # no layer pairs up: a sentence, no charts of nothing
+        st.info(str(e), icon=":material/compare_arrows:")
+        return
+    s = compare_summary(cmp)
+    st.caption(f"{s['matching']}.")
     m = st.columns(4)
     m[0].metric("Layers matched", f"{s['matched']} of {s['layers']}",
-                help="Matched by name; 'shape differs' layers are matched but flagged.")
+                help="Paired as 'Match layers by' says (the line above); 'shape differs' layers are matched "
+                     "but flagged.")
     m[1].metric("Changed raw · FARMS", f"{s['changed_raw']} · {s['changed_farms']}",
                 help="Layers whose diagnosis (over-, well-, under-trained) differs between A and B: "
                      "with raw α, then with FARMS α.")
@@ -88,7 +95,8 @@ def pair_view() -> None:
                                         "farms": st.column_config.TextColumn("FARMS A → B", width=88)})
 
     st.subheader("One layer: spectra of A and B")
-    layers = [n for n in cmp["layer"] if n in ra.spectra or n in rb.spectra]
+    names = side_names(cmp)  # a row's layer in A and in B (B's name may differ)
+    layers = [n for n, (na, nb) in names.items() if na in ra.spectra or nb in rb.spectra]
     if not layers:
         st.info("No spectra to overlay: a side carries published metrics only.")
     else:
@@ -101,19 +109,21 @@ def pair_view() -> None:
             first = [n for n in changed if n in layers]
             st.session_state["cmp_layer"] = first[0] if first else layers[0]
         layer = app.persisted(st.selectbox, f"Layer ({len(layers)}; type to search)", "cmp_layer", options=layers)
-        spec_a, spec_b = ra.spectra.get(layer), rb.spectra.get(layer)
+        name_a, name_b = names[layer]
+        spec_a, spec_b = ra.spectra.get(name_a), rb.spectra.get(name_b)
         row = cmp.set_index("layer").loc[layer]
-        st.caption(f"**{layer}** · A {row['shape_a'] or '—'} · B {row['shape_b'] or '—'} · status: {row['status']}. "
-                   "A dashed / hollow, B solid / filled.")
+        in_b = f" (in B: {name_b})" if name_b and name_b != layer else ""
+        st.caption(f"**{layer}**{in_b} · A {row['shape_a'] or '—'} · B {row['shape_b'] or '—'} · "
+                   f"status: {row['status']}. A dashed / hollow, B solid / filled.")
         st.plotly_chart(fc.esd_overlay(spec_a, spec_b, la, lb, title=f"{layer}: A = {la} vs B = {lb}"),
                         key="cmp_overlay", theme=None, config=CFG)
 
     st.subheader("Unmatched layers")
     um = unmatched(cmp)
     if um.empty:
-        st.success(f"All {len(cmp)} layers match by name and shape, with no layer status on either side.")
+        st.success(f"All {len(cmp)} layers match, with the same shape and no layer status on either side.")
     else:
-        st.dataframe(um[["layer", "status", "shape_a", "shape_b", "alpha_farms_a", "alpha_farms_b"]],
+        st.dataframe(um[["layer", "layer_b", "status", "shape_a", "shape_b", "alpha_farms_a", "alpha_farms_b"]],
                      hide_index=True, key="cmp_unmatched", width="stretch")
     with st.expander("The whole comparison table"):
         st.dataframe(cmp, hide_index=True, key="cmp_table", width="stretch")

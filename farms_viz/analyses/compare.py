@@ -146,6 +146,12 @@ def compare_tables(a, b, match: str = "auto", names: tuple[str, str] | None = No
     return out
 
 
+def side_names(cmp: pd.DataFrame) -> dict[str, tuple[str | None, str | None]]:
+    """Each row's ``layer`` -> (its name in A, its name in B), None on the side that lacks it."""
+    return {layer: (None if st == ONLY_B else layer, None if st == ONLY_A else (lb or layer))
+            for layer, lb, st in zip(cmp["layer"], cmp["layer_b"], cmp["status"])}
+
+
 def unmatched(cmp: pd.DataFrame) -> pd.DataFrame:
     """The rows whose status is not ``ok`` (one side only, shape differs, or a layer status)."""
     return cmp[cmp["status"] != OK].reset_index(drop=True)

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from farms_viz.analyses.lab import DISTRIBUTIONS, MAX_SIDE, SWEEP_MODES
+from farms_viz.analyses.matching import MATCH_MODES
 from farms_viz.settings import CONV_RULES, FITS, PRESETS
 
 #: the largest FARMS window in the Lab: 4096 x 4096 with 15 x 15 windows of 1024 rows is the most
@@ -71,6 +72,8 @@ LAB: dict[str, Bound] = {
     "per_dim": Bound(1, 15, 1, whole=True),
 }
 LAB_CHOICES: dict[str, tuple] = {"dist": tuple(DISTRIBUTIONS), "fit": FITS, "mode": tuple(SWEEP_MODES)}
+#: the compare page's choices (``?match=order``)
+COMPARE_CHOICES: dict[str, tuple] = {"match": MATCH_MODES}
 
 
 def quote(value: str) -> str:

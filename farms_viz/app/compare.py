@@ -3,7 +3,8 @@
 Reports come from :func:`farms_viz.app.state.analyze_cached` (the app's one cached analysis, with its
 progress bar); this module keeps its own larger LRU of them too, so a series of checkpoints plus
 A and B never pushes each other out of the app's smaller store. Session keys: ``cmp_<side>_<field>``
-(side ``a`` / ``b``) for the pickers, ``cmp_view``, ``cmp_series_*`` for the series.
+(side ``a`` / ``b``) for the pickers, ``cmp_match`` (how layers pair up; ``?match=`` in the URL
+when not ``auto``), ``cmp_view``, ``cmp_series_*`` for the series.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import streamlit as st
 
 from farms_viz.app import server as appserver
 from farms_viz.app import state as app
+from farms_viz.app.bounds import COMPARE_CHOICES, choice_from_url
 from farms_viz.errors import FarmsError
 from farms_viz.pipeline.analyze import Report
 from farms_viz.settings import Settings
 
 MAX_COMPARE_REPORTS = 16
-DEFAULTS = {"a": "minilm-init", "b": "minilm"}
+DEFAULTS = {"a": "minilm-init", "b": "minilm", "match": "auto"}
+MATCH_LABELS = {"auto": "names (a prefix or suffix one side adds is stripped)", "name": "exact names",
+                "order": "shape and order"}
 KINDS = ("zoo", "path", "upload")
 
 
@@ -96,16 +100,37 @@ def source_picker(side: str) -> app.SourceSpec | None:
         return None
 
 
-def sync_url(a: app.SourceSpec | None, b: app.SourceSpec | None) -> None:
-    """Put A and B into the URL (``?a=...&b=...``) where they can be shared (not uploads)."""
+def match_picker() -> str:
+    """How layers of A and B pair up (one of MATCH_MODES): the link's ``match`` on a first visit
+    (a value not in the list is noted in one sentence and ``auto`` used), then the widget's."""
+    if "cmp_match" not in st.session_state:
+        value, problem = DEFAULTS["match"], None
+        if "match" in st.query_params:
+            value, problem = choice_from_url("match", st.query_params["match"], COMPARE_CHOICES["match"],
+                                             DEFAULTS["match"])
+        if problem:
+            appserver.notice(problem)
+        st.session_state["cmp_match"] = value
+    return app.persisted(st.radio, "Match layers by", "cmp_match", options=list(COMPARE_CHOICES["match"]),
+                         format_func=MATCH_LABELS.get, horizontal=True,
+                         help="Names: exact names first; if they do not pair every layer, the names without a "
+                              "prefix or suffix one side adds (model., bert., .weight_orig). Exact names: no "
+                              "stripping. Shape and order: names ignored, the i-th layer of a shape in A with the "
+                              "i-th layer of that shape in B.")
+
+
+def sync_url(a: app.SourceSpec | None, b: app.SourceSpec | None, match: str = "auto") -> None:
+    """Put A and B into the URL (``?a=...&b=...``) where they can be shared (not uploads), and
+    ``match`` when it is not ``auto``."""
+    want = {side: spec.to_param() if spec is not None else None for side, spec in (("a", a), ("b", b))}
+    want["match"] = match if match != DEFAULTS["match"] else None
     qp = st.query_params
-    for side, spec in (("a", a), ("b", b)):
-        param = spec.to_param() if spec is not None else None
+    for name, param in want.items():
         if param:
-            if qp.get(side) != param:
-                qp[side] = param
-        elif side in qp:
-            del qp[side]
+            if qp.get(name) != param:
+                qp[name] = param
+        elif name in qp:
+            del qp[name]
 
 
 def analyze_pair(a: app.SourceSpec, b: app.SourceSpec, settings: Settings) -> tuple[Report | None, Report | None]:

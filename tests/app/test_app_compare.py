@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
-from appkit import ROOT, charts, metrics, ok, small_app
+from appkit import ROOT, charts, linked_app, metrics, ok, small_app, warnings
 
 PAGE = str(ROOT / "pages" / "4_Compare.py")
 
@@ -104,3 +105,60 @@ def test_series_from_a_folder_sorted_by_step(tmp_path):
     at.text_input(key="w_cmp_series_folder").input(str(tmp_path / "nope")).run()
     ok(at)
     assert at.error and "not a folder" in at.error[0].value
+
+
+def _wrapped_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """A small checkpoint and the same weights with every key prefixed ``model.`` (a wrapped model)."""
+    g = torch.Generator().manual_seed(4)
+    w = {"fc1.weight": torch.randn(64, 32, generator=g), "fc2.weight": torch.randn(32, 32, generator=g),
+         "head.weight": torch.randn(10, 32, generator=g)}
+    return (_save(tmp_path / "plain.safetensors", w),
+            _save(tmp_path / "wrapped.safetensors", {"model." + k: v for k, v in w.items()}))
+
+
+def test_a_file_and_its_prefixed_copy_match_every_layer(tmp_path):
+    a, b = _wrapped_copy(tmp_path)
+    at = ok(small_app(PAGE, cmp_a_kind="path", cmp_a_path=str(a), cmp_b_kind="path", cmp_b_path=str(b)).run())
+    m = metrics(at)
+    assert m["Layers matched"] == "3 of 3"
+    assert float(m["Mean Δα FARMS (B − A)"]) == 0  # the same weights
+    assert any(c.value == "3 of 3 layers matched after stripping the prefix 'model.' from B." for c in at.caption)
+    assert any("All 3 layers match" in s.value for s in at.success)
+    assert charts(at) == 3
+    # the overlay finds B's spectra under B's own name
+    at.selectbox(key="w_cmp_layer").set_value("fc2").run()
+    ok(at)
+    assert any("**fc2** (in B: model.fc2)" in c.value for c in at.caption)
+    overlay = json.loads(at.get("plotly_chart")[2].proto.spec)
+    ccdf = sorted(t["name"].split()[1] for t in overlay["data"] if t.get("name", "").startswith("CCDF "))
+    assert ccdf == ["A", "A", "B", "B"]  # raw and FARMS of each side
+    # exact names only: nothing in common, said in a sentence, no charts, and the choice is in the URL
+    at.radio(key="w_cmp_match").set_value("name").run()
+    ok(at)
+    assert charts(at) == 0 and not at.metric
+    assert at.info and "no layer name in common" in at.info[0].value and "match 'auto'" in at.info[0].value
+    assert dict(at.query_params)["match"] in ("name", ["name"])
+
+
+def test_link_minilm_vs_mobilenet_says_nothing_in_common():
+    at = ok(linked_app(PAGE, s_ops=3, a="minilm", b="mobilenet-v2").run())
+    assert not at.error and not at.exception
+    assert [i.value for i in at.info] == ["minilm and mobilenet-v2 have no layer in common (names and shapes differ): "
+                                          "nothing to compare."]
+    assert charts(at) == 0 and not at.metric
+
+
+def test_link_match_is_checked_and_kept():
+    at = ok(linked_app(PAGE, s_ops=3, a="digits-mlp@1", b="digits-cnn@1", match="order").run())
+    assert at.radio(key="w_cmp_match").value == "order"
+    # no shape of the MLP's is in the CNN; their fc1 and fc2 share names (with other shapes)
+    assert at.info and at.info[0].value == ("digits-mlp@1 and digits-cnn@1 have no layer of the same shape: nothing "
+                                            "to compare by shape and order; 2 layers match by name (match 'auto').")
+    assert charts(at) == 0
+    at.radio(key="w_cmp_match").set_value("auto").run()
+    ok(at)
+    assert metrics(at)["Layers matched"] == "2 of 5" and "match" not in dict(at.query_params)
+    assert any(c.value == "2 of A's 3 layers (B has 4) matched by name." for c in at.caption)
+    bad = ok(linked_app(PAGE, s_ops=3, a="digits-mlp@1", b="digits-mlp@30", match="nearest").run())
+    assert any("match=nearest is not one of auto, name, order, so auto is used" in w for w in warnings(bad))
+    assert bad.radio(key="w_cmp_match").value == "auto" and metrics(bad)["Layers matched"] == "3 of 3"
