@@ -15,6 +15,7 @@ from farms_viz.analyses.allocate import MAPS, SCHEMES, allocated_params, alphapr
 from farms_viz.analyses.compare import change_text, compare_summary, compare_tables, diagnosis_changes
 from farms_viz.analyses.matching import MATCH_MODES, MATCH_TEXT
 from farms_viz.errors import FarmsError
+from farms_viz.figures.html_report import report_html
 from farms_viz.io.tables import to_csv
 from farms_viz.pipeline.analyze import analyze
 from farms_viz.pipeline.ray import EXECUTORS
@@ -41,17 +42,17 @@ def _print(text: str = "", file=None) -> None:
     print(terminal_text(text), file=file)
 
 
-def check_out(out: str, inputs=()) -> Path:
-    """``--out`` checked before any analysis: ``.csv``/``.json``, not a directory or special file,
+def check_out(out: str, inputs=(), suffixes=(".csv", ".json")) -> Path:
+    """``--out`` checked before any analysis: ending in one of ``suffixes``, not a directory or special file,
     in a folder where a file can be created, and not one of ``inputs`` (nor a file inside an
     input folder): the analysis would otherwise run to the end and then fail, or overwrite
     the weights it read."""
     s = str(out)
-    if not (s.endswith(".csv") or s.endswith(".json")):
-        raise FarmsError(f"--out must end in .csv or .json (got {s}).")
+    if not s.endswith(tuple(suffixes)):
+        raise FarmsError(f"--out must end in {' or '.join(suffixes)} (got {s}).")
     p = Path(s).expanduser()
     if p.is_dir():
-        raise FarmsError(f"--out {s} is a directory; give a file name such as {p / 'report.csv'}.")
+        raise FarmsError(f"--out {s} is a directory; give a file name such as {p / ('report' + suffixes[0])}.")
     if p.exists() and not p.is_file():
         raise FarmsError(f"--out {s} exists and is not a regular file.")
     for src in inputs:
@@ -151,6 +152,17 @@ def cmd_analyze(a) -> int:
     return 0
 
 
+def cmd_report(a) -> int:
+    """Analyse a model exactly as ``analyze`` would and write the one-file HTML report."""
+    out = check_out(a.out, [a.source], suffixes=(".html", ".htm"))
+    report = analyze(a.source, progress=None if a.quiet else _Bar(), cache=not a.no_cache, **_settings_kwargs(a))
+    # backslashreplace: a file name that is not UTF-8 (Python keeps its bytes as lone surrogates) cannot fail it
+    out.write_text(report_html(report), encoding="utf-8", errors="backslashreplace")
+    _print(_summary(report))
+    _print(f"wrote {a.out} ({out.stat().st_size / 1e6:.1f} MB; opens in a browser, offline)")
+    return 0
+
+
 def cmd_compare(a) -> int:
     """Analyse A and B with the same options (each exactly as ``analyze`` would) and write the matched table."""
     check_out(a.out, [a.a, a.b])
@@ -233,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --executor ray: a running Ray cluster (e.g. 10.0.0.5:6379 or ray://host:10001); "
                          "default: start a local Ray")
     pa.set_defaults(func=cmd_analyze)
+    pr = sub.add_parser("report", help="analyse a model and write a one-file HTML report (figures and tables)")
+    pr.add_argument("source", help="a zoo name, a .safetensors/.pt/.bin file, a Hugging Face folder or hub id")
+    pr.add_argument("--out", required=True, help="FILE.html (self-contained: opens offline, no server)")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.add_argument("--no-cache", action="store_true", help="recompute every layer instead of reusing the disk cache")
+    _add_analysis_options(pr)
+    pr.set_defaults(func=cmd_report)
     pc = sub.add_parser("compare", help="analyse two checkpoints with the same options and match their layers")
     pc.add_argument("a", metavar="A", help="the first checkpoint (zoo name, file, folder or hub id), e.g. before")
     pc.add_argument("b", metavar="B", help="the second checkpoint, e.g. after; deltas are B - A")

@@ -55,7 +55,8 @@ def shots(page, name: str, artifacts, timeout=IDLE_TIMEOUT_MS):
 
 
 def outside(urls: list[str]) -> list[str]:
-    """The URLs that would leave this machine (the app must work offline and track nobody)."""
+    """The URLs that would leave this machine (the app must work offline and track nobody); a
+    file:// URL (the HTML report opened from disk) stays here."""
     local = {"127.0.0.1", "localhost", "::1"}
-    return [u for u in urls if urlparse(u).scheme not in ("data", "blob", "about")
+    return [u for u in urls if urlparse(u).scheme not in ("data", "blob", "about", "file")
             and urlparse(u).hostname not in local]

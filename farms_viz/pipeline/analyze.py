@@ -13,7 +13,7 @@ from farms_viz.core.spectra import torch_threads
 from farms_viz.errors import FarmsError
 from farms_viz.io.cache import LayerCache
 from farms_viz.io.refs import Source, TensorRef
-from farms_viz.io.tables import to_csv
+from farms_viz.io.tables import write_table
 from farms_viz.pipeline.layer import analyze_layer
 from farms_viz.pipeline.layerfilter import compile_filter, filter_names
 from farms_viz.pipeline.ray import analyze_refs
@@ -39,10 +39,7 @@ class Report:
 
     def save(self, path: str) -> None:
         """Write the table as .csv or .json."""
-        if str(path).endswith(".json"):
-            self.table.to_json(path, orient="records", indent=1)
-        else:
-            to_csv(self.table, path)
+        write_table(self.table, path)
 
 
 def select_refs(src: Source, settings: Settings, layers: str | None) -> list[TensorRef]:
