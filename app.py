@@ -2,9 +2,34 @@
 
 import streamlit as st
 
-from farms_viz.analyses.diagnosis import summarize
+from farms_viz.analyses.diagnosis import BANDS_NOTE, CNN_BANDS_NOTE, blocks_mask, is_conv_net, rough_fits, summarize
+from farms_viz.analyses.story import story, whole_matrix_window
+from farms_viz.analyses.trend import trend_sentence
 from farms_viz.app import state as app
 from farms_viz.errors import FarmsError
+from farms_viz.figures import home as home_figures
+from farms_viz.figures import overview
+
+
+def _counts(c: dict) -> str:
+    return ", ".join(f"{v} {k}" for k, v in c.items() if v)
+
+
+def show_where_the_bias_is(report) -> None:
+    """When the effect is small here: where it can be seen, each one click away."""
+    with st.container(border=True):
+        st.markdown("**Where the bias shows.** Each of these changes one thing:")
+        b = st.columns(3)
+        if report.settings.fit != "xmin_mid" and not report.metrics_only:
+            b[0].button("Refit with xmin_mid", key="home_mid", on_click=app.use_setting, args=("fit", "xmin_mid"),
+                        help="The median-tail rule (TempBalance's): flat on pure noise, so the aspect-ratio bias of "
+                             "raw α stands out. Same spectra, only the fit changes.", width="stretch")
+        if report.name != "minilm-init":
+            b[1].button("Open an untrained MiniLM", key="home_init", on_click=app.use_zoo_model, args=("minilm-init",),
+                        help="minilm-init: the same 37 layers freshly initialised, where raw α depends on the "
+                             "shape alone.", width="stretch")
+        b[2].page_link(app.LAB, label="Lab: bias sweep on noise", icon=":material/science:",
+                       help="Random matrices of growing aspect ratio: raw α drifts, FARMS α stays.")
 
 
 def home() -> None:
@@ -67,36 +92,57 @@ def home() -> None:
         st.info("Pick a model above to start.")
         return
 
-    # ---------------------------------------------------------------- summary
-    s = summarize(report.table)
-    st.subheader(f"Summary — {app.current_spec().title}")
+    # ---------------------------------------------------------------- what FARMS changes here
+    title = app.current_spec().title
+    sty = story(report.table, report.settings, published=report.metrics_only)
+    cov, pair = sty.coverage, sty.trend
+    st.subheader(f"What FARMS changes in {title}")
     m = st.columns(4)
-    m[0].metric("Layers analysed", s.n_layers, help="Weight matrices (Linear, conv, …) in the model.")
-    m[1].metric("Diagnosis flips", f"{s.n_flipped} of {s.n_fitted}",
-                help="Layers whose label (over-, well-, under-trained) differs between raw and FARMS alpha.")
-    m[2].metric("α raw: mean ± spread", f"{s.mean_raw:.2f} ± {s.std_raw:.2f}",
-                help="Mean and standard deviation over layers of the raw power-law exponent.")
-    m[3].metric("α FARMS: mean ± spread", f"{s.mean_farms:.2f} ± {s.std_farms:.2f}",
-                delta=f"{s.std_farms - s.std_raw:+.2f} spread vs raw", delta_color="off",
-                help="Mean and standard deviation over layers of the FARMS power-law exponent.")
+    m[0].metric("Layers FARMS can change", f"{cov.n_changeable} of {cov.n_layers}",
+                help="Non-square layers, or layers larger than one FARMS window. In the others one window is "
+                     "the whole matrix, so raw and FARMS see the same eigenvalues.")
+    m[1].metric("Diagnosis flips", f"{sty.n_flipped} of {sty.n_fitted}",
+                help="Layers whose label (over-, well-, under-trained) differs between raw and FARMS α.")
+    for col, which in ((m[2], "raw"), (m[3], "farms")):
+        sl = getattr(pair, which)
+        col.metric(f"α per 10× aspect ratio, {'raw' if which == 'raw' else 'FARMS'}",
+                   f"{sl.value:+.2f}" if sl.defined else "–",
+                   help="Slope of α against log10(aspect ratio) over the layers, with its 95% bootstrap interval "
+                        "below. Flat means the interval contains 0.")
+        if sl.defined and sl.low == sl.low:
+            col.caption(f"95% CI {sl.low:+.2f} to {sl.high:+.2f}")
+    st.markdown("\n".join(f"- {line}" for line in sty.sentences))
 
+    rough = rough_fits(report.table, blocks_mask(report.table, report.settings))
+    c1, c2 = st.columns(2, gap="medium")
+    c1.plotly_chart(overview.alpha_vs_aspect(report.table, rough=rough, trend=pair), key="home_scatter",
+                    theme=None, config={"displaylogo": False})
+    c2.plotly_chart(home_figures.alpha_shift(report.table, whole_matrix_window(report.table, report.settings)),
+                    key="home_shift", theme=None, config={"displaylogo": False})
+    st.caption(trend_sentence(pair) + " Hollow markers: fits on fewer than 50 eigenvalues or a tail under 10.")
 
-    def _counts(c: dict) -> str:
-        return ", ".join(f"{v} {k}" for k, v in c.items() if v)
-
-
-    st.caption(f"Raw: {_counts(s.counts_raw)}.  FARMS: {_counts(s.counts_farms)}.  "
-               f"Settings: {report.settings.describe()}")
+    if is_conv_net(report.table) and st.session_state.get("s_preset") == "llm" and not report.metrics_only:
+        w1, w2 = st.columns([4, 1], vertical_alignment="center")
+        w1.warning("This is a conv net opened with the LLM preset. The paper analyses image classifiers with "
+                   "the cnn preset (xmin_mid, windows of 100 rows, 9 × 9 per matrix).", icon=":material/tune:")
+        w2.button("Use the cnn preset", key="home_cnn", on_click=app.use_preset, args=("cnn",))
+    if sty.small:
+        show_where_the_bias_is(report)
+    bands = BANDS_NOTE + (" " + CNN_BANDS_NOTE if is_conv_net(report.table) else "")
+    counts = summarize(report.table)
+    st.caption(f"{bands} Raw: {_counts(counts.counts_raw)}. FARMS: {_counts(counts.counts_farms)}.")
+    st.caption(("Published numbers, computed with: " if report.metrics_only else "Settings: ")
+               + report.settings.describe())
     if report.metrics_only:
         st.info("This source carries published metrics only (no weights): the model overview works, "
                 "the layer browser has no spectra to show.")
 
     c1, c2 = st.columns(2)
     c1.page_link(app.OVERVIEW, label="Model overview: α per layer, bias plot, diagnosis table", icon=":material/bar_chart:")
-    c2.page_link(app.BROWSER, label="Layer browser: spectra, fits and FARMS windows", icon=":material/biotech:",
-                 disabled=report.metrics_only)
+    c2.page_link(app.BROWSER, label="Layer browser: the layer FARMS moves most",
+                 icon=":material/biotech:", disabled=report.metrics_only)
 
-    with st.expander("What do raw and FARMS mean?", expanded=True):
+    with st.expander("What do raw and FARMS mean?", expanded=False):
         st.markdown(
             """
     **Raw** analysis takes each weight matrix *W*, computes the eigenvalues of *WᵀW* (its
@@ -122,5 +168,5 @@ st.navigation([
     st.Page(app.BROWSER, title="Layer browser", url_path="Layer_browser"),
     st.Page("pages/3_Allocations.py", title="Allocations", url_path="Allocations"),
     st.Page("pages/4_Compare.py", title="Compare", url_path="Compare"),
-    st.Page("pages/5_Lab.py", title="Lab", url_path="Lab"),
+    st.Page(app.LAB, title="Lab", url_path="Lab"),
 ]).run()

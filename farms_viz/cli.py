@@ -178,6 +178,7 @@ def cmd_compare(a) -> int:
           f"{s['only_b']} only in B, {s['shape_differs']} with a different shape")
     _print(f"  mean delta alpha (B - A): raw {s['mean_delta_raw']:+.3f}  FARMS {s['mean_delta_farms']:+.3f}")
     ch = diagnosis_changes(cmp)
+    _print(f"  {s['matching']}")
     _print(f"  diagnosis changes: {s['changed_raw']} raw, {s['changed_farms']} FARMS")
     for _, r in ch.head(10).iterrows():
         _print(f"    {r['layer']}: {change_text(r)}")
@@ -188,7 +189,6 @@ def cmd_compare(a) -> int:
 def cmd_allocate(a) -> int:
     """TempBalance learning rates or AlphaPruning sparsities from raw and FARMS alphas of a table."""
     check_out(a.out, [a.report])
-    _print(f"  {s['matching']}")
     table = alloc_io.read_table(a.report, progress=_Bar())
     if a.scheme == "alphapruning":
         if a.sparsity is None:

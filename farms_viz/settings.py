@@ -118,13 +118,13 @@ class Settings:
         return dataclasses.asdict(self)
 
     def describe(self) -> str:
-        """The settings in words, each field once: ``fit xmin_peak · xmin_pos 2 · window 2000 · ...``."""
-        words = []
-        for name, value in self.as_dict().items():
-            if isinstance(value, bool):
-                words += [name.replace("_", " ")] if value else []
-            else:
-                words.append(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}")
+        """The settings in words, every field once (``fit xmin_peak · FARMS windows of 2000 rows ...``)."""
+        words = [f"fit {self.fit}" + (f" (xmin_pos {self.xmin_pos:g})" if self.fit == "xmin_mid" else ""),
+                 f"FARMS windows of {self.window} rows, q {self.q:g}, {self.ops} × {self.ops} per matrix",
+                 f"conv layers: {'release blocks' if self.conv_rule == 'release' else 'window grid'}, "
+                 f"conv_norm {self.conv_norm:g}", f"device {self.device}"]
+        if self.include_embeddings:
+            words.append("embeddings included")
         return " · ".join(words)
 
     def key(self) -> str:

@@ -2,11 +2,26 @@
 
 import streamlit as st
 
-from farms_viz.analyses.diagnosis import diagnosis_table, filter_layers, layer_kinds
+from farms_viz.analyses.diagnosis import (
+    BANDS_NOTE,
+    CNN_BANDS_NOTE,
+    blocks_mask,
+    diagnosis_table,
+    filter_layers,
+    is_conv_net,
+    layer_kinds,
+    rough_fits,
+)
+from farms_viz.analyses.rules import as_report_table
+from farms_viz.analyses.trend import trend_pair, trend_rows, trend_sentence
 from farms_viz.app import state as app
 from farms_viz.errors import FarmsError
 from farms_viz.figures import overview
 from farms_viz.io.tables import to_csv
+from farms_viz.settings import FITS
+
+#: more layers than this, in numbered blocks: the overview opens on the by-block view
+LONG_MODEL = 80
 
 app.page_setup("Model overview")
 report = app.load_report()
@@ -31,23 +46,55 @@ if table.empty:
     st.warning("No layer matches the filter.")
     st.stop()
 
+blocks = blocks_mask(table, report.settings)
+rough = rough_fits(table, blocks)
+by_block = overview.block_layout(table) is not None and len(table) > LONG_MODEL
+view = "bars"
+if by_block:
+    view = st.segmented_control("View", ["blocks", "bars"], key="ov_view", default="blocks",
+                                format_func={"blocks": "by block, one panel per matrix role",
+                                             "bars": "every layer as a bar"}.get) or "blocks"
 st.caption(f"{len(table)} of {len(report.table)} layers. "
-           + ("Click a bar to open that layer in the layer browser." if not report.metrics_only
-              else "Published metrics only: no spectra, so bars do not open the layer browser."))
-event = st.plotly_chart(overview.alpha_bars(table), key="ov_bars", on_select="rerun",
-                        selection_mode="points", theme=None, config={"displaylogo": False})
+           + ("Click a bar to open that layer in the layer browser. " if not report.metrics_only
+              else "Published metrics only: no spectra, so bars do not open the layer browser. ")
+           + "Hatched bars: fits on fewer than 50 eigenvalues or a tail under 10. " + BANDS_NOTE
+           + (" " + CNN_BANDS_NOTE if is_conv_net(table) else ""))
+if view == "blocks":
+    event = st.plotly_chart(overview.alpha_by_block(table), key="ov_blocks", on_select="rerun",
+                            selection_mode="points", theme=None, config={"displaylogo": False})
+else:
+    event = st.plotly_chart(overview.alpha_bars(table, rough=rough), key="ov_bars", on_select="rerun",
+                            selection_mode="points", theme=None, config={"displaylogo": False})
 clicked = app.selected_layer(event)
 if clicked and not report.metrics_only and clicked in report.spectra:
     app.open_layer(clicked)
 
-st.plotly_chart(overview.alpha_vs_aspect(table), key="ov_scatter", theme=None, config={"displaylogo": False})
-st.caption("Raw α drifts with the aspect ratio of the matrix; FARMS measures every layer at one fixed "
-           "aspect ratio, so its trend line should be flat. Raw points sit just left of each aspect ratio, "
-           "FARMS points just right, and a grey line joins the two values of a layer. Where one FARMS window "
-           "covers a whole matrix (square layers smaller than the window), raw and FARMS are the same number.")
+pair = trend_pair(table)
+st.plotly_chart(overview.alpha_vs_aspect(table, rough=rough, trend=pair), key="ov_scatter", theme=None,
+                config={"displaylogo": False})
+st.caption(trend_sentence(pair) + " Raw points sit just left of each aspect ratio, FARMS points just right, and a "
+           "grey line joins the two values of a layer; hollow markers are rough fits. Where one FARMS window covers "
+           "a whole matrix (square layers no larger than the window), raw and FARMS are the same number.")
+
+if report.spectra:
+    st.subheader("Does the trend depend on the fit rule?")
+    rules = app.rules_cached(report)
+    rules = rules[rules["layer"].isin(table["layer"])]
+    pairs = {rule: trend_pair(as_report_table(rules, rule)) for rule in FITS}
+    r1, r2 = st.columns([3, 2], gap="medium")
+    r1.plotly_chart(overview.rule_trends(pairs), key="ov_rules", theme=None, config={"displaylogo": False})
+    r2.markdown(f"The same spectra fitted with each rule. In use: **{report.settings.fit}**. "
+                + ("Under some rule FARMS changes the trend beyond its uncertainty, under others not: the rule "
+                   "decides what the bias looks like." if len({p.farms_changes_trend for p in pairs.values()}) > 1
+                   else "Under every rule: " + ("FARMS changes the trend." if any(p.farms_changes_trend for p in
+                                                pairs.values()) else "no difference beyond the uncertainty.")))
+    r2.caption("Slopes are α per 10× aspect ratio with 95% bootstrap intervals over layers; 'flat': the interval "
+               "holds 0. Each rule refits the same eigenvalues (raw ESD, FARMS pooled ESD or conv blocks); no "
+               "spectrum is recomputed.")
+    st.dataframe(trend_rows(pairs), hide_index=True, width="stretch", key="ov_rule_table")
 
 st.subheader("Diagnosis raw vs FARMS")
-diag = diagnosis_table(table)
+diag = diagnosis_table(table, blocks)
 n_flip = int(diag["flipped"].sum())
 st.markdown(f"**{n_flip}** layer{'s' if n_flip != 1 else ''} change diagnosis between raw and FARMS "
             "(highlighted, listed first). Click a column header to sort.")
@@ -68,6 +115,8 @@ st.dataframe(
         "alpha_farms": st.column_config.NumberColumn("α FARMS"),
         "label_raw": "diagnosis raw", "label_farms": "diagnosis FARMS",
         "flipped": st.column_config.CheckboxColumn("flipped"),
+        "trust": st.column_config.TextColumn("trust", help="Fits on fewer than 50 eigenvalues (per block for "
+                                             "conv blocks) or a tail under 10: a rough reading."),
     },
 )
 st.download_button("Download diagnosis CSV", to_csv(diag).encode(), key="ov_csv",

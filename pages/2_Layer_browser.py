@@ -3,9 +3,11 @@
 import streamlit as st
 
 from farms_viz.analyses.diagnosis import farms_what, grid_caption, layer_numbers
+from farms_viz.analyses.rules import rule_column
 from farms_viz.app import state as app
 from farms_viz.figures import layer as figures
 from farms_viz.figures import style
+from farms_viz.settings import FITS
 
 app.page_setup("Layer browser")
 report = app.load_report()
@@ -48,6 +50,7 @@ def layer_view() -> None:
                + (f" · status: {row['status']}" if row.get("status", "ok") != "ok" else ""))
 
     n_slices = int(row.get("n_slices", 1) or 1)
+    rules = app.rules_cached(report).set_index("layer")
     cfg = {"displaylogo": False}
     cols = st.columns(2, gap="large")
     for col, which in zip(cols, ("raw", "farms")):
@@ -64,7 +67,8 @@ def layer_view() -> None:
                             key=f"esd_{which}", theme=None, config=cfg)
             st.plotly_chart(figures.tail_ccdf(esd, fit, which, title=f"Power-law tail {name} (CCDF)"),
                             key=f"tail_{which}", theme=None, config=cfg)
-            nums = layer_numbers(spec, row, which)
+            nums = layer_numbers(spec, row, which, {r: rules.at[layer, rule_column(r, which)] for r in FITS}
+                                 if layer in rules.index else None)
             st.markdown(
                 f"<div style='border-top:4px solid {color};padding-top:4px'></div>\n\n"
                 "| | |\n|---|---|\n" + "\n".join(f"| {k} | **{v}** |" for k, v in nums.items()),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from farms_viz.pipeline.layer import uses_blocks
 from farms_viz.pipeline.layerfilter import filter_names
 
 #: (low, high, label, colour) for the alpha bands, low inclusive.
@@ -23,6 +24,17 @@ BANDS = (
 #: where one band ends and the next begins (2 and 6)
 BAND_EDGES = tuple(hi for _, hi, _, _ in BANDS[:-1])
 NO_FIT = "no fit"
+#: where the bands come from, said wherever they are drawn
+BANDS_NOTE = ("The 2 / 6 bands are the HT-SR convention read off language models and large "
+              "pretrained nets (Martin & Mahoney); they are a convention, not a law.")
+CNN_BANDS_NOTE = ("This is mostly a conv net: its α (small kernels, few eigenvalues per slice) is not on the "
+                  "scale the 2 / 6 bands were read from, so read its labels as doubtful and compare layers "
+                  "with each other instead.")
+#: A fit that rests on fewer eigenvalues than this, or a tail of fewer than FEW_TAIL, is a rough
+#: reading: MobileNetV2's 144 x 9 depthwise layers have 9 eigenvalues and were labelled
+#: over-trained from them. Per fit: a conv layer under the release's rule fits each block alone.
+FEW_EIGS = 50
+FEW_TAIL = 10
 
 
 def label(alpha: float) -> str:
@@ -39,8 +51,65 @@ def labels(alphas) -> list[str]:
     return [label(a) for a in np.asarray(alphas, dtype=np.float64)]
 
 
-def diagnosis_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Each layer's diagnosis raw vs FARMS; layers whose label flips come first, then model order."""
+def rough_note(n_eigs: float, n_tail: float, n_fits: float = 1) -> str:
+    """Why a fit is a rough reading (few eigenvalues or a short tail per fit), or ''."""
+    try:
+        per_eigs, per_tail = float(n_eigs) / max(1.0, float(n_fits)), float(n_tail) / max(1.0, float(n_fits))
+    except (TypeError, ValueError):
+        return ""
+    if not (np.isfinite(per_eigs) and per_eigs > 0):
+        return ""
+    each = " per block" if n_fits and float(n_fits) > 1 else ""
+    if per_eigs < FEW_EIGS:
+        return f"{per_eigs:.0f} eigenvalues{each}"
+    if np.isfinite(per_tail) and per_tail < FEW_TAIL:
+        return f"a tail of {per_tail:.0f}{each}"
+    return ""
+
+
+def fits_per_layer(table: pd.DataFrame, blocks) -> np.ndarray:
+    """Fits behind each layer's FARMS alpha: its blocks per slice where ``blocks`` (a bool per row:
+    the release's conv rule applies), else 1."""
+    t = table.reset_index(drop=True)
+    nw = pd.to_numeric(t.get("n_windows"), errors="coerce").to_numpy(float) if "n_windows" in t else np.ones(len(t))
+    ns = pd.to_numeric(t.get("n_slices"), errors="coerce").to_numpy(float) if "n_slices" in t else np.ones(len(t))
+    per = np.where(np.isfinite(nw) & np.isfinite(ns) & (ns >= 1), nw / np.maximum(ns, 1), 1.0)
+    return np.where(np.asarray(blocks, dtype=bool), np.maximum(per, 1.0), 1.0)
+
+
+def rough_fits(table: pd.DataFrame, blocks=None) -> pd.DataFrame:
+    """Per layer, why its raw / FARMS fit is a rough reading ('' when not): columns rough_raw,
+    rough_farms (see FEW_EIGS, FEW_TAIL); ``blocks`` as in :func:`fits_per_layer`."""
+    t = table.reset_index(drop=True)
+    n_fits = fits_per_layer(t, np.zeros(len(t), bool) if blocks is None else blocks)
+
+    def col(name):
+        return pd.to_numeric(t[name], errors="coerce").to_numpy(float) if name in t else np.full(len(t), np.nan)
+
+    out = {}
+    for which, fits in (("raw", np.ones(len(t))), ("farms", n_fits)):
+        e, k = col(f"n_eigs_{which}"), col(f"n_tail_{which}")
+        a = col(f"alpha_{which}")
+        out[f"rough_{which}"] = [rough_note(e[i], k[i], fits[i]) if np.isfinite(a[i]) else ""
+                                 for i in range(len(t))]
+    return pd.DataFrame(out)
+
+
+def blocks_mask(table: pd.DataFrame, settings) -> np.ndarray:
+    """Per row: FARMS is the release's conv blocks there (one fit per block, see pipeline.layer)."""
+    kinds = table["kind"].astype(str) if "kind" in table else [""] * len(table)
+    return np.array([uses_blocks(k, settings) for k in kinds], dtype=bool)
+
+
+def is_conv_net(table: pd.DataFrame) -> bool:
+    """Most of the model's analysed layers are convolutions."""
+    kinds = table.get("kind")
+    return kinds is not None and len(table) > 0 and float(kinds.astype(str).str.startswith("conv").mean()) >= 0.5
+
+
+def diagnosis_table(table: pd.DataFrame, blocks=None) -> pd.DataFrame:
+    """Each layer's diagnosis raw vs FARMS; layers whose label flips come first, then model order.
+    ``trust`` says where a fit rests on few eigenvalues (see :func:`rough_fits`)."""
     t = table.reset_index(drop=True)
     out = pd.DataFrame({
         "layer": t["layer"],
@@ -53,6 +122,10 @@ def diagnosis_table(table: pd.DataFrame) -> pd.DataFrame:
     out["label_raw"] = labels(out["alpha_raw"])
     out["label_farms"] = labels(out["alpha_farms"])
     out["flipped"] = (out["label_raw"] != out["label_farms"]) & (out["label_raw"] != NO_FIT) & (out["label_farms"] != NO_FIT)
+    rough = rough_fits(t, blocks)
+    out["trust"] = ["; ".join(f"{w}: {n}" for w, n in (("raw", r), ("FARMS", f)) if n)
+                    for r, f in zip(rough["rough_raw"], rough["rough_farms"])]
+    out["trust"] = ["⚠ few eigenvalues (" + x + ")" if x else "" for x in out["trust"]]
     out["order"] = np.arange(len(out))
     out = out.sort_values(["flipped", "order"], ascending=[False, True], kind="stable")
     return out.drop(columns="order").reset_index(drop=True)
@@ -132,17 +205,25 @@ def fmt_number(x, digits: int = 3) -> str:
     return f"{xf:.{digits}g}" if abs(xf) >= 100 else f"{xf:.{digits}f}".rstrip("0").rstrip(".") or "0"
 
 
-def layer_numbers(spec, row: pd.Series | dict, which: str) -> dict[str, str]:
-    """The numbers card of one layer, raw or FARMS: label -> formatted value."""
+def layer_numbers(spec, row: pd.Series | dict, which: str, rules: dict | None = None) -> dict[str, str]:
+    """The numbers card of one layer, raw or FARMS: label -> formatted value. ``rules``: this side's
+    alpha under each fit rule (``{rule: alpha}``, see analyses.rules), listed after alpha."""
     side = spec.side(which)
     fit, mp, esd = side.fit, side.mp, side.esd
     lam_max = float(esd[-1]) if len(esd) else math.nan
     fro2 = float(np.sum(esd)) if len(esd) else math.nan
     blocks, failed = fit.n_blocks, fit.n_blocks_failed
+    rough = rough_note(fit.n_eigs, fit.n_tail, blocks + failed) if np.isfinite(fit.alpha) else ""
     numbers = {
         "alpha": fmt_number(fit.alpha) + (f" (mean of {blocks} block fits"
                                     + (f"; {failed} blocks without a fit left out" if failed else "") + ")"
                                     if blocks > 1 or failed else ""),
+    }
+    if rough:
+        numbers["⚠ trust"] = f"rough: the fit rests on {rough} (< {FEW_EIGS} eigenvalues or a tail < {FEW_TAIL})"
+    for rule, a in (rules or {}).items():
+        numbers[f"α by {rule}" + (" (in use)" if rule == fit.method else "")] = fmt_number(a)
+    numbers.update({
         "diagnosis": label(fit.alpha),
         "xmin": fmt_number(fit.xmin) + (" (block mean)" if blocks > 1 else ""),
         "KS distance D": fmt_number(fit.D),
@@ -151,7 +232,7 @@ def layer_numbers(spec, row: pd.Series | dict, which: str) -> dict[str, str]:
         "stable rank": fmt_number(fro2 / lam_max if lam_max > 0 else math.nan),
         "MP σ (entry std)": fmt_number(mp.sigma),
         "MP bulk edge λ+": fmt_number(mp.lambda_plus),
-    }
+    })
     if which == "raw":
         numbers["spikes above λ+"] = str(int(mp.n_spikes))
     else:  # the table's n_spikes_farms: spikes counted in every window, averaged

@@ -287,6 +287,13 @@ class SweepResult:
             s = np.nan_to_num(np.nanstd(a, axis=1)) if a.shape[1] > 1 else np.zeros(len(m))
         return m - s, m + s
 
+    def spread(self, which: str) -> tuple[float, float, float]:
+        """(lowest mean alpha, highest mean alpha, largest seed-to-seed sd) over the aspect ratios."""
+        m = self.mean(which)
+        lo, hi = self.band(which)
+        with np.errstate(all="ignore"):
+            return float(np.nanmin(m)), float(np.nanmax(m)), float(np.nanmax((hi - lo) / 2))
+
     def slope(self, which: str) -> float:
         """Least-squares change of mean alpha per doubling of the aspect ratio."""
         m = self.mean(which)

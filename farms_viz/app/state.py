@@ -13,10 +13,19 @@ from pathlib import Path
 
 import streamlit as st
 
+from farms_viz.analyses.rules import rule_table
+from farms_viz.analyses.story import most_moved_layer
 from farms_viz.app import server as appserver
 from farms_viz.app import serving
-from farms_viz.app.bounds import SETTING_CHOICES, SETTINGS, choice_from_url, from_url, quote
+from farms_viz.app.bounds import quote
 from farms_viz.app.server import save_upload  # noqa: F401 (the pages' one import)
+from farms_viz.app.sidebar import (
+    URL_FIELDS,
+    apply_preset,
+    init_settings,
+    persisted,  # noqa: F401 (the pages reach it through this module)
+    sidebar_settings,
+)
 from farms_viz.app.sources import (  # noqa: F401 (the pages reach these through this module)
     DEFAULT_MODEL,
     SOURCE_KINDS,
@@ -30,24 +39,14 @@ from farms_viz.app.sources import (  # noqa: F401 (the pages reach these through
 )
 from farms_viz.errors import FarmsError
 from farms_viz.pipeline.analyze import Report, analyze
-from farms_viz.settings import CONV_RULES, FITS, PRESETS, SETTING_FIELDS, Settings
+from farms_viz.settings import Settings
+from farms_viz.zoo.registry import published_settings
 
 HOME = "app.py"
 OVERVIEW = "pages/1_Model_overview.py"
 BROWSER = "pages/2_Layer_browser.py"
+LAB = "pages/5_Lab.py"
 MAX_REPORTS = 6
-#: short labels (a sidebar selectbox shows ~30 characters) and, under it, what the rule is
-FIT_LABELS = {"xmin_peak": "xmin_peak · FARMS release", "xmin_mid": "xmin_mid · TempBalance",
-              "ks": "ks · WeightWatcher"}
-FIT_NOTES = {
-    "xmin_peak": "As the FARMS / AlphaPruning release, its lower bound included: xmin is searched between "
-                 "log10(0.95 × peak) and 1.5 × peak of the log-histogram.",
-    "xmin_mid": "As TempBalance: the tail is the top 1/xmin_pos of the eigenvalues.",
-    "ks": "As WeightWatcher 0.7.7: xmin minimising the KS distance over all eigenvalues > 1e-5.",
-}
-#: Settings that travel in the URL when they differ from the preset's.
-URL_FIELDS = ("fit", "xmin_pos", "window", "q", "ops", "conv_rule")
-CONV_RULE_LABELS = {"release": "release · C × C blocks", "grid": "grid · window grid"}
 
 
 # ------------------------------------------------------------------ cached analysis
@@ -118,59 +117,6 @@ def _compute(spec: SourceSpec, settings: Settings) -> Report:
 
 # ------------------------------------------------------------------ session state
 
-def _copy(src: str, dst: str) -> None:
-    st.session_state[dst] = st.session_state[src]
-
-
-def persisted(widget, label: str, key: str, on_change=None, **kw):
-    """A widget whose value lives in ``st.session_state[key]`` across pages."""
-    wkey = "w_" + key
-    # set every run: a page switch gives the widget a new identity that would start from its default
-    st.session_state[wkey] = st.session_state[key]
-    if on_change is None:
-        return widget(label, key=wkey, on_change=_copy, args=(wkey, key), **kw)
-    return widget(label, key=wkey, on_change=on_change, **kw)
-
-
-def setting_from_url(name: str, raw: str, default):
-    """``(value, problem)``: a link's setting checked against the bounds its widget uses."""
-    if name in SETTINGS:
-        return from_url(name, raw, SETTINGS[name], default)
-    return choice_from_url(name, raw, SETTING_CHOICES[name], default)
-
-
-def _init_settings() -> None:
-    """The settings' session state on a session's first page: the link's values where they are
-    valid, each refused or clamped value noted in one sentence (shown by load_report)."""
-    qp = st.query_params
-    if "s_preset" not in st.session_state:
-        preset = "llm"
-        if "preset" in qp:
-            preset, problem = setting_from_url("preset", qp["preset"], "llm")
-            if problem:
-                appserver.notice(problem)
-        st.session_state["s_preset"] = preset
-    base = Settings.preset(st.session_state["s_preset"]).as_dict()
-    for f in SETTING_FIELDS:
-        k = "s_" + f
-        if k in st.session_state:
-            continue
-        v = base[f]
-        if f in URL_FIELDS and f in qp:
-            v, problem = setting_from_url(f, qp[f], v)
-            if problem:
-                appserver.notice(problem)
-        st.session_state[k] = v
-
-
-def _apply_preset() -> None:
-    name = st.session_state["w_s_preset"]
-    st.session_state["s_preset"] = name
-    for f, v in PRESETS[name].items():
-        st.session_state["s_" + f] = v
-        st.session_state["w_s_" + f] = v
-
-
 #: The tab icon, served by the app itself: a ":material/...:" page icon makes the browser
 #: fetch the SVG from fonts.gstatic.com (Streamlit's favicon route), which an offline lab
 #: machine cannot reach and a privacy-minded user does not want.
@@ -186,72 +132,9 @@ def page_setup(title: str) -> None:
     """A page that analyses the chosen model: page config plus the sidebar settings' state; the
     link's refused or corrected values, each in one sentence, at the top of the page."""
     page_config(title)
-    _init_settings()
+    init_settings()
     current_spec()
     appserver.show_notices()
-
-
-def sidebar_settings() -> Settings:
-    """The analysis settings from the sidebar (plain-language help on each)."""
-    _init_settings()
-    sb = st.sidebar
-    with sb:
-        st.header("Analysis settings")
-        persisted(st.selectbox, "Preset", "s_preset", options=list(PRESETS), on_change=_apply_preset,
-                   format_func={"llm": "llm · transformers", "cnn": "cnn · conv nets"}.get,
-                   help="The paper's settings for language models or for image classifiers; "
-                        "choosing one resets the options below.")
-        persisted(st.selectbox, "Power-law fit rule", "s_fit", options=list(FITS), format_func=FIT_LABELS.get,
-                   help="How the start of the tail (xmin) is chosen before alpha is estimated. xmin_peak "
-                        "follows the FARMS release exactly, including its lower bound (candidates below "
-                        "log10(0.95 × peak) are skipped, so alpha can depend on the weights' scale); "
-                        "ks equals WeightWatcher's fit.")
-        st.caption(FIT_NOTES[st.session_state["s_fit"]])
-        persisted(st.number_input, "xmin_pos", "s_xmin_pos", **SETTINGS["xmin_pos"].widget(),
-                   disabled=st.session_state["s_fit"] != "xmin_mid",
-                   help="Only for xmin_mid: the tail is the largest N / xmin_pos eigenvalues (2 = top half).")
-        persisted(st.number_input, "FARMS window rows", "s_window", **SETTINGS["window"].widget(),
-                   help="Rows of each FARMS submatrix (capped by the matrix's short side). "
-                        "Bigger windows see more of the matrix; smaller ones give more samples.")
-        persisted(st.number_input, "Window aspect ratio q", "s_q", **SETTINGS["q"].widget(),
-                   help="Window columns = rows × q. FARMS keeps this fixed for every layer, so alpha no "
-                        "longer depends on each matrix's own shape (q = 1: square windows).")
-        persisted(st.number_input, "Windows per dimension (ops)", "s_ops", **SETTINGS["ops"].widget(),
-                   help="How many overlapping windows FARMS slides along each side; the total is up to ops².")
-        persisted(st.selectbox, "Conv layers (FARMS)", "s_conv_rule", options=list(CONV_RULES),
-                  format_func=CONV_RULE_LABELS.get,
-                  help="How FARMS windows a conv layer. release (default, the paper's CV numbers): each "
-                       "kernel position's out × in slice, long side down, is cut into C × C blocks (C the "
-                       "short side); block i is pooled over all kernel positions, fitted, and the block "
-                       "alphas are averaged. grid: the window grid above on every slice, all pooled.")
-        devices = ["cpu"] + (["cuda"] if _cuda() else [])
-        if st.session_state["s_device"] not in devices:
-            st.session_state["s_device"] = "cpu"
-            st.session_state.pop("w_s_device", None)
-        persisted(st.selectbox, "Device", "s_device", options=devices,
-                   help="Where the eigenvalues are computed (cuda is listed only when a GPU is visible).")
-        persisted(st.checkbox, "Include embeddings", "s_include_embeddings",
-                   help="Also analyse token/position embedding matrices (skipped by default, as in the paper).")
-        st.session_state.setdefault("s_ray_address", "")
-        if serving.ray_allowed():  # served mode: a visitor must not make the server connect anywhere
-            persisted(st.text_input, "Ray address", "s_ray_address", placeholder="empty: analyse here",
-                      help="For big models: a running Ray cluster (e.g. 10.0.0.5:6379); each layer becomes a "
-                           "Ray task that reads its tensor where it runs (needs pip install 'farms-viz[ray]'). "
-                           "Empty: analyse in this process. Same numbers either way.")
-    try:
-        return Settings.preset(st.session_state["s_preset"],
-                               **{f: st.session_state["s_" + f] for f in SETTING_FIELDS})
-    except FarmsError as e:
-        st.sidebar.error(str(e))
-        return Settings.preset(st.session_state["s_preset"])
-
-
-def _cuda() -> bool:
-    try:
-        import torch  # noqa: PLC0415
-        return bool(torch.cuda.is_available())
-    except Exception:  # noqa: BLE001
-        return False
 
 
 def current_spec() -> SourceSpec:
@@ -302,13 +185,36 @@ def _sync_url(spec: SourceSpec, settings: Settings) -> None:
             del qp[f]
 
 
+def use_setting(name: str, value) -> None:
+    """A button's callback: set one sidebar setting (the next run analyses with it)."""
+    st.session_state["s_" + name] = value
+
+
+use_preset = apply_preset
+
+
+def use_zoo_model(name: str) -> None:
+    """A button's callback on Home: pick the zoo model ``name`` (the picker shows it on the next run)."""
+    st.session_state["pick_kind"] = "zoo"
+    st.session_state["pick_zoo"] = name
+
+
+def locked_reason(spec: SourceSpec) -> str | None:
+    """Why the sidebar cannot change what ``spec`` shows (published metrics), or None."""
+    published = published_settings(spec.value) if spec.kind == "zoo" else None
+    if published is not None:
+        return (f"{spec.value} holds published α only (no weights), so these settings cannot change its numbers. "
+                f"They were computed with: {published.describe()}.")
+    return None
+
+
 def load_report(requested: SourceSpec | None = None) -> Report | None:
     """Render the sidebar, analyse ``requested`` (or the current source) and return the report.
 
     A FarmsError is shown with ``st.error`` and the previously analysed source is kept.
     """
-    settings = sidebar_settings()
     spec = requested or current_spec()
+    settings = sidebar_settings(locked_reason(spec))
     appserver.show_notices()
     try:
         report = analyze_cached(spec, settings)
@@ -345,11 +251,32 @@ def current_layer(report: Report) -> str | None:
     for cand in (st.session_state.get("layer"), st.query_params.get("layer")):
         if cand in names:
             return cand
+    first = most_moved_layer(report.table, names) or names[0]
     asked = st.query_params.get("layer")
     if asked is not None and st.session_state.get("layer") is None:
         st.warning(f"The link's layer {quote(asked)} is not a layer of {quote(report.name)} with spectra; "
-                   f"showing the first one, {quote(names[0])}.", icon=":material/link_off:")
-    return names[0]
+                   f"showing the layer whose α FARMS moves most, {quote(first)}.", icon=":material/link_off:")
+    return first
+
+
+def rules_cached(report: Report):
+    """The report's alphas under every fit rule (analyses.rules.rule_table), computed once per report."""
+    key = (report.name, report.settings.key(), id(report))
+    store = _rules_store()
+    hit = cached(store, key)
+    if hit is not None and hit[0] is report:
+        return hit[1]
+    table = rule_table(report)
+    store[key] = (report, table)
+    while len(store) > MAX_REPORTS:
+        store.popitem(last=False)
+    return table
+
+
+@st.cache_resource(show_spinner=False)
+def _rules_store() -> OrderedDict:
+    """Rule tables by report (the report is kept beside its table: an id is only unique while alive)."""
+    return OrderedDict()
 
 
 def set_layer(name: str) -> None:

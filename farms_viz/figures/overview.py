@@ -10,9 +10,12 @@ import math
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
+from farms_viz.analyses.blocks import block_ids, matrix_role
 from farms_viz.analyses.diagnosis import BANDS
-from farms_viz.figures.style import COLORS, MUTED, NAMES, base_layout, finite, make_figure
+from farms_viz.analyses.trend import TrendPair, trend_pair
+from farms_viz.figures.style import COLORS, INK, MUTED, NAMES, base_layout, finite, make_figure, rgba
 
 
 def _alpha_range(alphas) -> tuple[float, float]:
@@ -43,31 +46,45 @@ def _band_shapes(axis: str, hi: float) -> tuple[list, list]:
     return shapes, notes
 
 
-def _hover_data(table: pd.DataFrame) -> np.ndarray:
+def _rough(table: pd.DataFrame, rough: pd.DataFrame | None, which: str) -> np.ndarray:
+    """Per row, why this side's fit is rough ('' when it is not); see diagnosis.rough_fits."""
+    if rough is None or f"rough_{which}" not in rough:
+        return np.array([""] * len(table), dtype=object)
+    return rough[f"rough_{which}"].astype(str).to_numpy()
+
+
+def _hover_data(table: pd.DataFrame, rough: pd.DataFrame | None = None) -> np.ndarray:
     shape = [f"{int(r)} × {int(c)}" if np.isfinite(r) and np.isfinite(c) else "?"
              for r, c in zip(table["rows"].astype(float), table["cols"].astype(float))]
+    notes = [("<br>⚠ rough fit: " + "; ".join(f"{w} {n}" for w, n in (("raw", a), ("FARMS", b)) if n)) if a or b else ""
+             for a, b in zip(_rough(table, rough, "raw"), _rough(table, rough, "farms"))]
     return np.stack([table["layer"].astype(str).to_numpy(), np.array(shape, dtype=object),
                      table["aspect_ratio"].astype(float).to_numpy(),
                      table["alpha_raw"].astype(float).to_numpy(),
-                     table["alpha_farms"].astype(float).to_numpy()], axis=1)
+                     table["alpha_farms"].astype(float).to_numpy(), np.array(notes, dtype=object)], axis=1)
 
 
 _HOVER = ("<b>%{customdata[0]}</b><br>shape %{customdata[1]}, aspect ratio %{customdata[2]:.2f}"
-          "<br>α raw %{customdata[3]:.2f} · α FARMS %{customdata[4]:.2f}<extra>%{fullData.name}</extra>")
+          "<br>α raw %{customdata[3]:.2f} · α FARMS %{customdata[4]:.2f}%{customdata[5]}<extra>%{fullData.name}</extra>")
 
 
-def alpha_bars(table: pd.DataFrame, title: str = "Power-law exponent α per layer") -> go.Figure:
+def alpha_bars(table: pd.DataFrame, title: str = "Power-law exponent α per layer",
+               rough: pd.DataFrame | None = None) -> go.Figure:
     """Grouped horizontal bars of alpha raw and FARMS per layer, in model order (top to bottom).
 
     Horizontal bars keep every layer name readable, however many layers (height grows with
     the count); the alpha bands are shaded and labelled. ``customdata[0]`` is the layer name.
+    Bars of rough fits (``rough``: diagnosis.rough_fits of the same rows) are hatched.
     """
     t = table.reset_index(drop=True)
     n = len(t)
-    cd = _hover_data(t) if n else np.empty((0, 5))
+    cd = _hover_data(t, rough) if n else np.empty((0, 6))
     y = t["layer"].astype(str).tolist()
     traces = [go.Bar(x=t[col].astype(float).to_numpy(), y=y, orientation="h", name=f"α {NAMES[which]}",
-                     marker=dict(color=COLORS[which], line=dict(width=0)), customdata=cd, hovertemplate=_HOVER)
+                     marker=dict(color=COLORS[which], line=dict(width=0),
+                                 pattern=dict(shape=["/" if r else "" for r in _rough(t, rough, which)],
+                                              fgcolor="white", size=6)),
+                     customdata=cd, hovertemplate=_HOVER)
               for which, col in (("raw", "alpha_raw"), ("farms", "alpha_farms"))]
     lo, hi = _alpha_range(np.concatenate([t["alpha_raw"], t["alpha_farms"]]) if n else [])
     shapes, notes = _band_shapes("x", hi)
@@ -82,22 +99,27 @@ def alpha_bars(table: pd.DataFrame, title: str = "Power-law exponent α per laye
     ))
 
 
-def _trend(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
-    ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
-    if ok.sum() < 2 or np.ptp(np.log10(x[ok])) < 1e-9:
+def _trend_line(ar: np.ndarray, a: np.ndarray) -> tuple[float, float] | None:
+    """Intercept and slope of alpha = a + b log10(aspect ratio) (the slope analyses.trend reports)."""
+    ok = np.isfinite(ar) & np.isfinite(a) & (ar > 0)
+    if ok.sum() < 2 or np.ptp(np.log10(ar[ok])) < 1e-9:
         return None
-    b, a = np.polyfit(np.log10(x[ok]), y[ok], 1)
-    return float(a), float(b)
+    b, a0 = np.polyfit(np.log10(ar[ok]), a[ok], 1)
+    return float(a0), float(b)
 
 
-def alpha_vs_aspect(table: pd.DataFrame, title: str = "α vs aspect ratio: the bias FARMS removes") -> go.Figure:
+def alpha_vs_aspect(table: pd.DataFrame, title: str = "α vs aspect ratio, raw and FARMS",
+                    rough: pd.DataFrame | None = None, trend: TrendPair | None = None) -> go.Figure:
     """Scatter of alpha against the matrix aspect ratio, raw and FARMS, with a least-squares trend each.
 
-    The trend is alpha = a + b log10(aspect ratio); raw alpha drifts with the aspect ratio, FARMS
-    alpha should not. The layer name is in ``customdata[0]``.
+    The trend is alpha = a + b log10(aspect ratio) over the layers with both alphas (the legend
+    gives b and its bootstrap interval, analyses.trend). Rough fits are hollow markers. The layer
+    name is in ``customdata[0]``.
     """
     t = table.reset_index(drop=True)
-    cd = _hover_data(t) if len(t) else np.empty((0, 5))
+    cd = _hover_data(t, rough) if len(t) else np.empty((0, 6))
+    both = np.isfinite(t["alpha_raw"].astype(float)) & np.isfinite(t["alpha_farms"].astype(float))
+    trend = trend if trend is not None else trend_pair(t)
     ar = t["aspect_ratio"].astype(float).to_numpy()
     traces = []
     symbols = {"raw": "circle", "farms": "diamond"}
@@ -114,17 +136,21 @@ def alpha_vs_aspect(table: pd.DataFrame, title: str = "α vs aspect ratio: the b
                                  line=dict(color="rgba(82,96,109,0.35)", width=1)))
     for which, col in (("raw", "alpha_raw"), ("farms", "alpha_farms")):
         a = t[col].astype(float).to_numpy()
+        hollow = _rough(t, rough, which) != ""
         traces.append(go.Scatter(
             x=ar * offset[which], y=a, mode="markers", name=f"α {NAMES[which]}", customdata=cd, hovertemplate=_HOVER,
-            marker=dict(color=COLORS[which], symbol=symbols[which], size=9, opacity=0.8,
-                        line=dict(width=1, color="white")),
+            marker=dict(color=COLORS[which], symbol=[symbols[which] + ("-open" if h else "") for h in hollow],
+                        size=9, opacity=0.8, line=dict(width=np.where(hollow, 2, 1).tolist(),
+                                                       color=[COLORS[which] if h else "white" for h in hollow])),
         ))
-        tr = _trend(ar, a)
-        if tr is not None:
+        tr = _trend_line(ar[both], a[both])
+        slope = getattr(trend, which)
+        if tr is not None and slope.defined:
             xs = np.geomspace(np.nanmin(ar[ar > 0]), np.nanmax(ar), 30)
+            ci = f" (95% CI {slope.low:+.2f} to {slope.high:+.2f})" if np.isfinite(slope.low) else ""
             traces.append(go.Scatter(
                 x=xs, y=tr[0] + tr[1] * np.log10(xs), mode="lines", hoverinfo="skip",
-                name=f"{NAMES[which]} trend: {tr[1]:+.2f} per 10× aspect ratio",
+                name=f"{NAMES[which]} trend {slope.value:+.2f}{ci} per 10×",
                 line=dict(color=COLORS[which], dash="dash", width=2),
             ))
     lo, hi = _alpha_range(np.concatenate([t["alpha_raw"], t["alpha_farms"]]) if len(t) else [])
@@ -135,7 +161,88 @@ def alpha_vs_aspect(table: pd.DataFrame, title: str = "α vs aspect ratio: the b
         span = (math.log10(fin.min()), math.log10(fin.max()))
         pad = max(0.08, 0.06 * (span[1] - span[0]))
         xaxis["range"] = [span[0] - pad, span[1] + pad]
-    return make_figure(traces, base_layout(title, height=460, shapes=shapes, annotations=notes, xaxis=xaxis,
-                                   yaxis=dict(range=[lo, hi], title=dict(text="α"), zeroline=False)))
+    return make_figure(traces, base_layout(title, height=480, shapes=shapes, annotations=notes, xaxis=xaxis,
+                                           legend_top=False, margin=dict(l=10, r=10, t=50, b=10),
+                                           yaxis=dict(range=[lo, hi], title=dict(text="α"), zeroline=False)))
 
 
+
+
+#: at most this many roles get a panel in the by-block view (LLaMA has 7: q k v o gate up down)
+MAX_ROLES = 12
+
+
+def block_layout(table: pd.DataFrame) -> tuple[list, list] | None:
+    """``(block numbers, roles)`` of a model whose layers sit in numbered blocks with repeating roles
+    (LLaMA's 32 blocks of q k v o gate up down), or None (then the per-layer bars suit it)."""
+    blocks = block_ids(table["layer"])
+    if sum(b is not None for b in blocks) < 0.8 * len(table):
+        return None
+    roles = [matrix_role(n) for n, b in zip(table["layer"], blocks) if b is not None]
+    uniq = list(dict.fromkeys(roles))
+    ids = sorted({int(b) for b in blocks if b is not None})
+    if len(ids) < 4 or len(uniq) > MAX_ROLES:
+        return None
+    return ids, uniq
+
+
+def alpha_by_block(table: pd.DataFrame, title: str = "α by block, one panel per matrix role") -> go.Figure:
+    """Small multiples for long models: one panel per matrix role (q_proj, up_proj, ...), block
+    number on x, alpha raw and FARMS as lines. ``customdata[0]`` is the layer name. Raises
+    ValueError for a table without numbered blocks (see :func:`block_layout`)."""
+    lay = block_layout(table)
+    if lay is None:
+        raise ValueError("the layers are not in numbered blocks with repeating roles")
+    ids, roles = lay
+    t = table.reset_index(drop=True).copy()
+    t["block"] = [int(b) if b is not None else -1 for b in block_ids(t["layer"])]
+    t["role"] = [matrix_role(n) for n in t["layer"]]
+    cols = min(4, len(roles))
+    nrows = math.ceil(len(roles) / cols)
+    fig = make_subplots(rows=nrows, cols=cols, shared_xaxes=True, shared_yaxes=True, subplot_titles=roles,
+                        horizontal_spacing=0.03, vertical_spacing=0.12 if nrows > 1 else 0.0)
+    lo, hi = _alpha_range(np.concatenate([t["alpha_raw"], t["alpha_farms"]]))
+    for k, role in enumerate(roles):
+        sub = t[t["role"] == role].sort_values("block")
+        cd = _hover_data(sub)
+        for which in ("raw", "farms"):
+            fig.add_trace(go.Scatter(
+                x=sub["block"], y=sub[f"alpha_{which}"].astype(float), mode="lines+markers",
+                name=f"α {NAMES[which]}", legendgroup=which, showlegend=k == 0, customdata=cd,
+                hovertemplate=_HOVER, line=dict(color=COLORS[which], width=1.5),
+                marker=dict(size=4, color=COLORS[which])), row=k // cols + 1, col=k % cols + 1)
+    for edge in (2.0, 6.0):
+        if edge < hi:
+            fig.add_hline(y=edge, line=dict(color=MUTED, width=1, dash="dot"))
+    height = 150 + 230 * nrows
+    lay = base_layout(title, height=height)
+    lay["margin"] = dict(l=10, r=10, t=110, b=40)
+    lay["legend"].update(y=1 + 48 / (height - 150), yanchor="bottom")  # above the panels' titles
+    fig.update_layout(**lay)
+    fig.update_yaxes(range=[lo, hi])
+    fig.update_xaxes(title_text="block", row=nrows)
+    fig.update_yaxes(title_text="α", col=1)
+    return fig
+
+
+def rule_trends(pairs: dict[str, TrendPair], title: str = "Aspect-ratio trend under each fit rule") -> go.Figure:
+    """Per fit rule, the raw and FARMS slopes (alpha per 10x aspect ratio) with their 95 % bootstrap
+    intervals as error bars; 0 (no trend) is drawn as a line."""
+    rules = list(pairs)
+    traces = []
+    for which, dx in (("raw", -0.12), ("farms", 0.12)):
+        s = [getattr(pairs[r], which) for r in rules]
+        v = np.array([x.value for x in s])
+        traces.append(go.Scatter(
+            x=np.arange(len(rules)) + dx, y=v, mode="markers", name=f"{NAMES[which]} slope",
+            marker=dict(color=COLORS[which], size=11, symbol="circle" if which == "raw" else "diamond"),
+            error_y=dict(type="data", symmetric=False, array=np.array([x.high for x in s]) - v,
+                         arrayminus=v - np.array([x.low for x in s]), color=rgba(COLORS[which], 0.7), thickness=2),
+            customdata=np.array([[r, x.text()] for r, x in zip(rules, s)], dtype=object),
+            hovertemplate="%{customdata[0]}: %{customdata[1]} per 10×<extra>" + NAMES[which] + "</extra>"))
+    return make_figure(traces, base_layout(
+        title, height=330, shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=0, y1=0,
+                                         line=dict(color=INK, width=1, dash="dot"))],
+        xaxis=dict(tickmode="array", tickvals=list(range(len(rules))), ticktext=rules, range=[-0.6, len(rules) - 0.4],
+                   showgrid=False),
+        yaxis=dict(title=dict(text="Δα per 10× aspect ratio"), zeroline=False)))

@@ -34,6 +34,8 @@ class Source:
     name: str = "source"
     #: metrics-only sources (no weights) carry a ready table instead of tensors
     metrics = None
+    #: ... and the Settings those published numbers were computed with (None: unknown)
+    metrics_settings = None
 
     def tensors(self) -> Iterator[TensorRef]:
         raise NotImplementedError

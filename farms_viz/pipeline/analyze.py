@@ -77,7 +77,7 @@ def analyze(source, *, settings: Settings | None = None, preset: str | None = No
         table = src.metrics.reindex(columns=[*COLUMNS, *extra])
         if layers:
             table = table[filter_names(table["layer"], layers)].reset_index(drop=True)
-        return Report(src.name, settings, table, {}, metrics_only=True)
+        return Report(src.name, src.metrics_settings or settings, table, {}, metrics_only=True)
     refs = select_refs(src, settings, layers)
     if not refs:
         raise FarmsError(f"{src.name} has no weight matrices to analyse"

@@ -129,11 +129,13 @@ def _analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None)
         row["status"] = "; ".join(dict.fromkeys(statuses))
     row["seconds"] = time.perf_counter() - t0
     spec = LayerSpectra(ref.layer, mats.kind, mats.rows, mats.cols, e_raw, e_farms, fr, ff, mr, mf, grid,
-                        thumbnail(mats.slices[0]), side.blocks)
+                        thumbnail(mats.slices[0]), side.blocks, side.block_esds)
     if key is not None:
+        sizes = [int(b.size) for b in side.block_esds]
         cache.put(key, {"row": row, "kind": spec.kind, "fits": [asdict(fr), asdict(ff)],
-                        "mp": [asdict(mr), asdict(mf)], "grid": asdict(grid)},
-                  {"esd_raw": e_raw, "esd_farms": e_farms, "thumbnail": spec.thumbnail})
+                        "mp": [asdict(mr), asdict(mf)], "grid": asdict(grid), "block_sizes": sizes},
+                  {"esd_raw": e_raw, "esd_farms": e_farms, "thumbnail": spec.thumbnail,
+                   "esd_blocks": np.concatenate(side.block_esds) if sizes else np.zeros(0)})
     return row, spec
 
 
@@ -152,6 +154,8 @@ class FarmsSide:
     alpha_hat: float
     #: the release's conv blocks (one fit per block, averaged) rather than one pooled fit
     blocks: bool = False
+    #: those blocks' ESDs, each ascending (empty for the window grid)
+    block_esds: tuple[np.ndarray, ...] = ()
 
 
 #: Layer kinds made of kernel-position slices, whose FARMS windows follow ``Settings.conv_rule``.
@@ -174,7 +178,8 @@ def farms_side(mats: LayerMatrices, settings: Settings, e_raw: np.ndarray) -> Fa
         hats = [f.alpha * _log10(float(b[-1])) for f, b in zip(fits, blocks) if f.status == "ok" and b.size]
         fit = mean_fit(fits)
         return FarmsSide(np.sort(np.concatenate(blocks)), grid, fit,
-                         float(np.mean(hats)) if hats else math.nan, blocks=True)
+                         float(np.mean(hats)) if hats else math.nan, blocks=True,
+                         block_esds=tuple(np.sort(np.asarray(b, dtype=np.float64)) for b in blocks))
     e, grid = farms_esd(mats.slices, settings.window, settings.q, settings.ops, settings.device, raw=e_raw)
     fit = fit_power_law(e, settings.fit, settings.xmin_pos, dim=max(grid.h, grid.w))
     return FarmsSide(e, grid, fit, fit.alpha * _log10(float(e[-1]) if e.size else math.nan))
@@ -220,7 +225,7 @@ def _from_cache(ref: TensorRef, row: dict, record: dict, arrays: dict, settings:
         ok = isinstance(v, str) if k in _TEXT_COLUMNS else v is None or type(v) in (int, float)
         if not ok:
             raise ValueError(f"the cached row's {k} has type {type(v).__name__}")
-    for name, ndim in (("esd_raw", 1), ("esd_farms", 1), ("thumbnail", 2)):
+    for name, ndim in (("esd_raw", 1), ("esd_farms", 1), ("thumbnail", 2), ("esd_blocks", 1)):
         a = arrays[name]
         if a.ndim != ndim or a.dtype.kind != "f":
             raise ValueError(f"the cached {name} is not a {ndim}-D float array")
@@ -231,9 +236,14 @@ def _from_cache(ref: TensorRef, row: dict, record: dict, arrays: dict, settings:
     mr, mf = (_typed(MPFit, m) for m in record["mp"])
     if not isinstance(record["kind"], str):
         raise ValueError("the cached kind is not text")
+    sizes = record["block_sizes"]
+    if not isinstance(sizes, list) or not all(type(n) is int and n >= 0 for n in sizes) \
+            or sum(sizes) != arrays["esd_blocks"].size:
+        raise ValueError("the cached block sizes do not match the cached block eigenvalues")
+    block_esds = tuple(np.split(arrays["esd_blocks"], np.cumsum(sizes)[:-1])) if sizes else ()
     spec = LayerSpectra(ref.layer, record["kind"], int(row["rows"]), int(row["cols"]), arrays["esd_raw"],
                         arrays["esd_farms"], fr, ff, mr, mf, grid, arrays["thumbnail"],
-                        uses_blocks(record["kind"], settings))
+                        uses_blocks(record["kind"], settings), block_esds)
     return row, spec
 
 

@@ -62,6 +62,9 @@ class LayerSpectra:
     thumbnail: np.ndarray | None = None
     #: FARMS by the release's conv blocks (one fit per block, alpha averaged), not one pooled fit
     blocks: bool = False
+    #: the blocks' own ESDs (each ascending), kept so the fits can be redone under another rule
+    #: without new spectra (analyses.rules); empty unless ``blocks``
+    block_esds: tuple[np.ndarray, ...] = ()
 
     def side(self, which: str) -> Side:
         """The ``raw`` or ``farms`` side of this layer."""

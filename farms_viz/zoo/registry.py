@@ -20,11 +20,15 @@ from farms_viz.errors import FarmsError
 from farms_viz.io.memory import ModuleSource
 from farms_viz.io.refs import Source
 from farms_viz.io.sources import FileSource, open_folder
+from farms_viz.settings import Settings
 from farms_viz.zoo import digits
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 LLAMA_CSV = DATA / "llama-7b-alphas.csv"
 PUBLISHED_STATUS = "published alphas (no weights)"
+#: The settings the published LLaMA-7B alphas were computed with: the release's LLM pruning
+#: scripts (xmin_peak, FARMS windows of 2000 x 2000, 15 x 15 per matrix; data/README.md).
+LLAMA_SETTINGS = Settings.preset("llm")
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,10 @@ class ZooEntry:
 class MetricsSource(Source):
     """A ready table of per-layer metrics and no weights (``tensors()`` yields nothing)."""
 
-    def __init__(self, name: str, table: pd.DataFrame, content: bytes):
+    def __init__(self, name: str, table: pd.DataFrame, content: bytes, settings: Settings | None = None):
         self.name = name
         self.metrics = table
+        self.metrics_settings = settings
         self._id = hashlib.sha256(content).hexdigest()
 
     def tensors(self):
@@ -129,7 +134,7 @@ def _llama_published() -> Source:
         content = LLAMA_CSV.read_bytes()
     except OSError as e:
         raise FarmsError(f"{LLAMA_CSV} cannot be read: {e.strerror or e}.") from None
-    return MetricsSource("llama-7b-published", published_table(LLAMA_CSV), content)
+    return MetricsSource("llama-7b-published", published_table(LLAMA_CSV), content, LLAMA_SETTINGS)
 
 
 def _digits_summary(arch: str, epoch: int) -> str:
@@ -169,6 +174,16 @@ def list_entries() -> list[ZooEntry]:
             for a in digits.ARCHS for e in digits.EPOCHS]
     out.append(ZooEntry(*_PUBLISHED))
     return out
+
+
+def is_published(name: str) -> bool:
+    """The zoo model ``name`` is published metrics only (no weights: settings cannot change it)."""
+    return name == _PUBLISHED[0]
+
+
+def published_settings(name: str) -> Settings | None:
+    """The settings a published-metrics zoo model's numbers were computed with, or None."""
+    return LLAMA_SETTINGS if is_published(name) else None
 
 
 def has_entry(name: str) -> bool:

@@ -26,9 +26,9 @@ def tiny_safetensors(tmp_path) -> Path:
 def test_home_analyses_default_model_without_a_click():
     at = ok(small_app().run())
     m = metrics(at)
-    assert m["Layers analysed"] == "37"
+    assert m["Layers FARMS can change"] == "12 of 37"  # 25 square layers within one 2000-row window
     assert "of 37" in m["Diagnosis flips"]
-    assert "±" in m["α raw: mean ± spread"] and "±" in m["α FARMS: mean ± spread"]
+    assert m["α per 10× aspect ratio, raw"].startswith(("+", "-")) and m["α per 10× aspect ratio, FARMS"][0] in "+-"
     assert at.query_params["model"] == ["minilm"] or at.query_params["model"] == "minilm"
     assert not at.error
 
@@ -37,8 +37,8 @@ def test_overview_and_browser_render_and_next_switches_layer():
     at = ok(small_app().run())
     at.switch_page(OVERVIEW)
     ok(at.run())
-    assert charts(at) == 2
-    assert len(at.dataframe) == 1 and at.get("download_button")
+    assert charts(at) == 3  # alpha per layer, alpha vs aspect ratio, the trend under each fit rule
+    assert len(at.dataframe) == 2 and at.get("download_button")  # the rule trends, the diagnosis
     at.switch_page(BROWSER)
     ok(at.run())
     assert charts(at) == 5
@@ -47,7 +47,7 @@ def test_overview_and_browser_render_and_next_switches_layer():
     at.button(key="next").click()
     ok(at.run())
     second = at.selectbox(key="w_layer").value
-    assert second != first and second == box.options[1]
+    assert second != first and second == box.options[(box.options.index(first) + 1) % len(box.options)]
     qp = dict(at.query_params)
     assert second in str(qp["layer"])
     at.button(key="prev").click()
@@ -76,7 +76,7 @@ def test_changing_a_setting_recomputes():
     at.sidebar.number_input(key="w_s_ops").set_value(2)
     ok(at.run())
     after = [c.value for c in at.caption if "Settings:" in c.value][0]
-    assert "ops 3" in before and "ops 2" in after
+    assert "3 × 3 per matrix" in before and "2 × 2 per matrix" in after
     assert at.session_state["s_ops"] == 2
 
 
@@ -85,12 +85,12 @@ def test_local_safetensors_path_then_bad_path_keeps_previous(tiny_safetensors):
     at.radio(key="w_pick_kind").set_value("path").run()
     at.text_input(key="w_pick_path").input(str(tiny_safetensors)).run()
     ok(at)
-    assert metrics(at)["Layers analysed"] == "3"
+    assert metrics(at)["Layers FARMS can change"].endswith(" of 3")
     assert at.query_params["model"] in (str(tiny_safetensors), [str(tiny_safetensors)])
     at.text_input(key="w_pick_path").input(str(tiny_safetensors.parent / "missing.safetensors")).run()
     ok(at)
     assert len(at.error) == 1 and "does not exist" in at.error[0].value
-    assert metrics(at)["Layers analysed"] == "3"  # the previous model stays
+    assert metrics(at)["Layers FARMS can change"].endswith(" of 3")  # the previous model stays
     at.switch_page(BROWSER)
     ok(at.run())
     assert set(at.selectbox(key="w_layer").options) == {"fc1", "fc2", "conv"}
@@ -101,7 +101,7 @@ def test_upload_is_analysed(tiny_safetensors):
     at.radio(key="w_pick_kind").set_value("upload").run()
     at.get("file_uploader")[0].upload("tiny.safetensors", tiny_safetensors.read_bytes())
     ok(at.run())
-    assert metrics(at)["Layers analysed"] == "3"
+    assert metrics(at)["Layers FARMS can change"].endswith(" of 3")
     assert not at.error
 
 
@@ -109,7 +109,7 @@ def test_digits_checkpoint_from_zoo():
     at = ok(small_app(s_preset="cnn", s_window=100, s_q=1.0, s_fit="xmin_mid").run())
     at.selectbox(key="w_pick_zoo").set_value("digits-cnn@3").run()
     ok(at)
-    assert metrics(at)["Layers analysed"] == "4"
+    assert metrics(at)["Layers FARMS can change"].endswith(" of 4")
     at.switch_page(BROWSER)
     ok(at.run())
     assert charts(at) == 5
@@ -119,7 +119,7 @@ def test_published_metrics_only_overview_and_no_spectra_in_browser():
     at = ok(small_app().run())
     at.selectbox(key="w_pick_zoo").set_value("llama-7b-published").run()
     ok(at)
-    assert metrics(at)["Layers analysed"] == "224"
+    assert metrics(at)["Layers FARMS can change"].endswith(" of 224")
     at.switch_page(OVERVIEW)
     ok(at.run())
     assert charts(at) == 2
@@ -134,4 +134,4 @@ def test_hub_id_error_is_one_sentence():
     at.text_input(key="w_pick_hub").input("no-such-org/no-such-model-xyz").run()
     ok(at)
     assert at.error and at.error[0].value.strip()
-    assert metrics(at)["Layers analysed"] == "37"
+    assert metrics(at)["Layers FARMS can change"].endswith(" of 37")

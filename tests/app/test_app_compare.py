@@ -51,7 +51,7 @@ def test_changing_settings_recomputes_both_sides():
     before = metrics(at)["Mean Δα FARMS (B − A)"]
     at.sidebar.number_input(key="w_s_ops").set_value(2).run()
     ok(at)
-    assert any("ops 2" in c.value for c in at.caption)
+    assert any("2 × 2 per matrix" in c.value for c in at.caption)
     assert metrics(at)["Mean Δα FARMS (B − A)"] != before
 
 

@@ -67,9 +67,21 @@ def test_bias_sweep_preset_runs_the_sweep():
     assert len(chart) == 1
     text = " ".join(m.value for m in at.markdown)
     assert "per doubling of Q" in text
-    raw_slope = float(text.split("Raw α changes by **")[1].split("**")[0])
-    farms_slope = float(text.split("FARMS α by\n**")[1].split("**")[0])
+    raw_slope = float(text.split("raw α changes by\n**")[1].split("**")[0])
+    farms_slope = float(text.split("FARMS α by **")[1].split("**")[0])
     assert raw_slope > 0.5 and abs(farms_slope) < 0.05
+    assert "Under the **xmin_mid** rule" in text  # the sweep says which rule it fitted with
+
+
+def test_the_sweep_switches_fit_rule_from_the_same_view():
+    at = _click(ok(_lab().run()), "Bias sweep")
+    at.get("segmented_control")  # the rule switch sits beside the sweep
+    ctl = [w for w in at.get("segmented_control") if "Fit rule" in str(w.proto.label)]
+    assert len(ctl) == 1
+    ctl[0].set_value("xmin_peak")
+    ok(at.run())
+    text = " ".join(m.value for m in at.markdown)
+    assert "Under the **xmin_peak** rule" in text and _qp(at).get("fit") == "xmin_peak"
 
 
 def test_bad_url_values_fall_back_and_bad_sizes_are_errors():

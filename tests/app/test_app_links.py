@@ -32,7 +32,7 @@ def _caption(at) -> str:
 def test_ops_over_the_maximum_analyses_with_what_the_widget_shows():
     at = ok(linked_app(model=SMALL, ops="200").run())
     assert at.number_input(key="w_s_ops").value == 50
-    assert "ops 50" in _caption(at)  # the analysis ran with 50, not 200
+    assert "50 × 50 per matrix" in _caption(at)  # the analysis ran with 50, not 200
     (w,) = warnings(at)
     assert "ops=200" in w and "largest allowed value, so 50" in w
     assert _qp(at)["ops"] == "50"  # the shared link now says what was used
@@ -87,11 +87,12 @@ def test_a_markdown_link_in_a_value_is_shown_as_text():
 
 
 @pytest.mark.parametrize("layer", ["nonexistent", "\x00", "L" * 3000])
-def test_unknown_layer_in_the_link_is_one_sentence_and_the_first_layer(layer):
+def test_unknown_layer_in_the_link_is_one_sentence_and_the_most_moved_layer(layer):
     at = ok(linked_app(BROWSER, model=SMALL, layer=layer).run())
     (w,) = warnings(at)
-    assert "is not a layer of" in w and "showing the first one" in w and len(w) < 400
-    assert at.selectbox(key="w_layer").value == at.selectbox(key="w_layer").options[0]
+    shown = at.selectbox(key="w_layer").value
+    assert "is not a layer of" in w and "showing the layer whose α FARMS moves most" in w and len(w) < 400
+    assert f"`{shown}`" in w or shown in w
     assert _qp(at)["layer"] == at.selectbox(key="w_layer").value
 
 

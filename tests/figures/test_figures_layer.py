@@ -99,8 +99,8 @@ def test_alpha_vs_aspect_trend_recovers_slope():
     t["alpha_farms"] = 3.0
     fig = overview.alpha_vs_aspect(t)
     assert fig.layout.xaxis.type == "log"
-    assert "+1.50 per 10×" in _trace(fig, "raw trend").name
-    assert "+0.00 per 10×" in _trace(fig, "FARMS trend").name
+    assert "raw trend +1.50 (95% CI +1.50 to +1.50) per 10×" == _trace(fig, "raw trend").name
+    assert _trace(fig, "FARMS trend").name.startswith("FARMS trend +0.00 ")
     assert _trace(fig, "α raw").customdata[3][0] == t.loc[3, "layer"]
 
 
