@@ -11,9 +11,11 @@ import unicodedata
 from pathlib import Path
 
 from farms_viz.analyses import allocate_io as alloc_io
+from farms_viz.analyses import prune_io
 from farms_viz.analyses.allocate import MAPS, SCHEMES, allocated_params, alphapruning, tempbalance, weighted_mean
 from farms_viz.analyses.compare import change_text, compare_summary, compare_tables, diagnosis_changes
 from farms_viz.analyses.matching import MATCH_MODES, MATCH_TEXT
+from farms_viz.analyses.prune import METHODS
 from farms_viz.errors import FarmsError
 from farms_viz.figures.html_report import report_html
 from farms_viz.io.tables import to_csv
@@ -176,9 +178,9 @@ def cmd_compare(a) -> int:
     s = compare_summary(cmp)
     _print(f"A = {reports[0].name}, B = {reports[1].name}: {s['matched']} layers matched, {s['only_a']} only in A, "
           f"{s['only_b']} only in B, {s['shape_differs']} with a different shape")
+    _print(f"  {s['matching']}")
     _print(f"  mean delta alpha (B - A): raw {s['mean_delta_raw']:+.3f}  FARMS {s['mean_delta_farms']:+.3f}")
     ch = diagnosis_changes(cmp)
-    _print(f"  {s['matching']}")
     _print(f"  diagnosis changes: {s['changed_raw']} raw, {s['changed_farms']} FARMS")
     for _, r in ch.head(10).iterrows():
         _print(f"    {r['layer']}: {change_text(r)}")
@@ -220,6 +222,27 @@ def cmd_allocate(a) -> int:
     i = int(d.abs().idxmax())
     _print(f"  largest move FARMS - raw: {alloc.table['layer'][i]} {d[i]:+.4g}")
     _print(f"wrote {a.out}")
+    return 0
+
+
+def cmd_prune(a) -> int:
+    """Prune a model by an allocation's column (or uniformly) and write the pruned layers' weights."""
+    check_out(a.out, [a.source] + ([a.allocation] if a.allocation else []), suffixes=(".safetensors",))
+    if a.report:
+        check_out(a.report, [a.source, a.out], suffixes=(".csv",))
+    res = prune_io.run(a.source, a.allocation, a.column, a.method, a.sparsity, a.calibration, a.evaluate)
+    prune_io.save(res.pruned, a.out)
+    rep = res.pruned.report
+    if a.report:
+        to_csv(rep, a.report)
+    target, achieved = res.pruned.overall()
+    _print(f"{a.method} pruning of {a.source}: {len(rep)} layers, weighted mean sparsity target {target:.4f}, "
+           f"achieved {achieved:.4f}")
+    _print(rep.to_string(index=False, max_rows=40, formatters={"target": "{:.4f}".format,
+                                                               "achieved": "{:.4f}".format}))
+    if res.metric:
+        _print(f"{res.metric}: dense {res.dense:.4f}  pruned {res.value:.4f}")
+    _print(f"wrote {a.out}" + (f" and {a.report}" if a.report else ""))
     return 0
 
 
@@ -283,6 +306,24 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--keep-first", action="store_true", help="tempbalance: leave the first layer at the base lr")
     pl.add_argument("--keep-last", action="store_true", help="tempbalance: leave the last layer at the base lr")
     pl.set_defaults(func=cmd_allocate)
+    pp = sub.add_parser("prune", help="prune each layer to its sparsity (magnitude or Wanda), exact to one weight")
+    pp.add_argument("source", help="a zoo name, weights file or folder; Wanda and --evaluate need a model "
+                                   "farms-viz trains (tinylm*, digits-*)")
+    pp.add_argument("--allocation", metavar="FILE", help="an AlphaPruning allocation from 'farms-viz allocate' "
+                                                         "(.csv or .json)")
+    pp.add_argument("--column", help="the allocation's column: ratio_raw, ratio_farms, or uniform (every listed "
+                                     "layer at the allocation's weighted mean)")
+    pp.add_argument("--sparsity", type=float, help="instead of --allocation: this sparsity on every linear/conv layer")
+    pp.add_argument("--method", choices=METHODS, default="magnitude", help="magnitude (|W|, per layer; default) "
+                    "or wanda (|W| x input norm, per output row)")
+    pp.add_argument("--calibration", type=int, metavar="N", help="wanda: samples of the model's training data "
+                                                                 "(default 32 windows for tinylm, 128 images for digits)")
+    pp.add_argument("--evaluate", action="store_true", help="also measure the model dense and pruned (tinylm: "
+                                                            "held-out perplexity; digits: test accuracy)")
+    pp.add_argument("--out", required=True, help="FILE.safetensors: the pruned layers' weights")
+    pp.add_argument("--report", metavar="FILE.csv", help="also write the per-layer table (layer, target, achieved, "
+                                                         "numel, zeros)")
+    pp.set_defaults(func=cmd_prune)
     pz = sub.add_parser("zoo", help="list the models that work offline")
     pz.set_defaults(func=cmd_zoo)
     return p

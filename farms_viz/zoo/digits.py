@@ -174,6 +174,33 @@ def accuracy() -> dict | None:
         return None
 
 
+def data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x_train, y_train, x_test, y_test)``: the fixed split the models were trained and tested on."""
+    return _data()
+
+
+def evaluate(model: nn.Module) -> float:
+    """Test accuracy: the fraction of the 450 test images ``model`` classifies right (eval mode, no grad)."""
+    _, _, xte, yte = _data()
+    was = model.training
+    model.eval()
+    try:
+        return _accuracy(model, xte, yte)
+    finally:
+        model.train(was)
+
+
+def load(arch: str, epoch: int, weights: dict | None = None) -> nn.Module:
+    """The checkpoint as a module (built on first use); ``weights`` (name -> tensor) replace its own."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(checkpoint(arch, epoch)))
+    state.update(weights or {})
+    model = MODELS[arch]()
+    model.load_state_dict(state)
+    return model.eval()
+
+
 def checkpoint(arch: str, epoch: int) -> Path:
     """The safetensors file of ``arch`` after ``epoch`` epochs, built on first use."""
     if arch not in ARCHS or epoch not in EPOCHS:

@@ -1,7 +1,8 @@
 """The embedded models that work offline (``farms-viz zoo``), each opened as a :class:`Source`.
 
 Weights come from installed packages (MiniLM, MobileNetV2, EfficientNet-Lite0), are trained
-here in seconds (digits MLP/CNN, see :mod:`farms_viz.zoo.digits`), are freshly initialised
+here (digits MLP/CNN in seconds, see :mod:`farms_viz.zoo.digits`; a tiny LLaMA-shaped LM in
+minutes, see :mod:`farms_viz.zoo.tinylm`), are freshly initialised
 (``minilm-init``), or are the FARMS authors' published alphas (``llama-7b-published``).
 """
 
@@ -21,7 +22,7 @@ from farms_viz.io.memory import ModuleSource
 from farms_viz.io.refs import Source
 from farms_viz.io.sources import FileSource, open_folder
 from farms_viz.settings import Settings
-from farms_viz.zoo import digits
+from farms_viz.zoo import digits, tinylm
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 LLAMA_CSV = DATA / "llama-7b-alphas.csv"
@@ -137,6 +138,19 @@ def _llama_published() -> Source:
     return MetricsSource("llama-7b-published", published_table(LLAMA_CSV), content, LLAMA_SETTINGS)
 
 
+def _tinylm(name: str) -> Callable[[], Source]:
+    return lambda: FileSource([tinylm.checkpoint("full", tinylm.seed_of(name))], name=name)
+
+
+def _tinylm_summary(name: str) -> str:
+    c, seed = tinylm.config("full"), tinylm.seed_of(name)
+    ppl = ((tinylm.info("full", seed) or {}).get("perplexity") or {}).get("heldout")
+    ppl_s = f"held-out perplexity {ppl:.2f}" if ppl is not None else "trained on first use (about 3 minutes)"
+    return (f"LLaMA-shaped byte-level causal LM, {c.layers} blocks d={c.d}: q/k/v/o_proj {c.d}x{c.d}, gate/up_proj "
+            f"{c.hidden}x{c.d}, down_proj {c.d}x{c.hidden}, 0.86M params; trained here (seed {seed}) on the "
+            f"Python standard library's source, {ppl_s} (uniform: {tinylm.VOCAB})")
+
+
 def _digits_summary(arch: str, epoch: int) -> str:
     desc = {"mlp": "MLP 64-256-128-10, 3 Linear layers, 51k params",
             "cnn": "CNN conv16-conv32-fc64-fc10, 2 Conv2d + 2 Linear layers, 38k params"}[arch]
@@ -164,7 +178,7 @@ _PUBLISHED = ("llama-7b-published", "LLaMA-7B, 224 Linear layers (4096x4096, 110
 def _names() -> list[str]:
     names = [n for n, _, _ in _STATIC]
     names += [f"digits-{a}@{e}" for a in digits.ARCHS for e in digits.EPOCHS]
-    return names + [_PUBLISHED[0]]
+    return names + tinylm.zoo_names() + [_PUBLISHED[0]]
 
 
 def list_entries() -> list[ZooEntry]:
@@ -172,6 +186,7 @@ def list_entries() -> list[ZooEntry]:
     out = [ZooEntry(n, s, b) for n, s, b in _STATIC]
     out += [ZooEntry(f"digits-{a}@{e}", _digits_summary(a, e), _digits(a, e))
             for a in digits.ARCHS for e in digits.EPOCHS]
+    out += [ZooEntry(n, _tinylm_summary(n), _tinylm(n)) for n in tinylm.zoo_names()]
     out.append(ZooEntry(*_PUBLISHED))
     return out
 

@@ -1,0 +1,68 @@
+"""The zoo models farms-viz trains itself, as modules with their quality measure (deterministic).
+
+- ``tinylm`` / ``tinylm-seed<k>``: held-out perplexity (:func:`farms_viz.zoo.tinylm.perplexity`,
+  lower is better); calibration inputs are training windows.
+- ``digits-mlp@<epoch>`` / ``digits-cnn@<epoch>``: test accuracy on the 450 held-out images
+  (:func:`farms_viz.zoo.digits.evaluate`, higher is better); calibration inputs are the first
+  training images.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from farms_viz.errors import FarmsError
+from farms_viz.zoo import digits, tinylm
+
+_DIGITS = re.compile(r"digits-(\w+)@(\d+)")
+#: calibration samples when none are asked for: 32 windows of 128 bytes (4,096 tokens) for the
+#: tiny LM, 128 images for digits (Wanda's release: 128 sequences of 2,048 tokens for LLaMA)
+CALIBRATION = {"tinylm": 32, "digits": 128}
+
+
+@dataclass(frozen=True)
+class Trained:
+    """One trained zoo model: ``load(weights)`` a fresh module (``weights`` replace its own),
+    ``evaluate(module)`` its measure, ``calibration(n)`` n inputs for Wanda."""
+
+    name: str
+    metric: str
+    higher_is_better: bool
+    load: Callable[[dict | None], nn.Module]
+    evaluate: Callable[[nn.Module], float]
+    calibration: Callable[[int], torch.Tensor]
+    default_calibration: int
+
+
+def trained(name: str) -> Trained | None:
+    """The trained zoo model ``name``, or None for any other source (nothing is built here)."""
+    seed = tinylm.seed_of(name)
+    if seed is not None:
+        return Trained(name, "held-out perplexity", False,
+                       lambda w=None: tinylm.load("full", seed, w),
+                       lambda m: tinylm.perplexity(m, "heldout"),
+                       lambda n: tinylm.calibration(tinylm.config("full"), n),
+                       CALIBRATION["tinylm"])
+    m = _DIGITS.fullmatch(str(name))
+    if m and m.group(1) in digits.ARCHS and int(m.group(2)) in digits.EPOCHS:
+        arch, epoch = m.group(1), int(m.group(2))
+        return Trained(name, "test accuracy", True,
+                       lambda w=None: digits.load(arch, epoch, w),
+                       digits.evaluate,
+                       lambda n: digits.data()[0][:n],
+                       CALIBRATION["digits"])
+    return None
+
+
+def require(name: str) -> Trained:
+    """:func:`trained` or one FarmsError naming the models that can be evaluated."""
+    t = trained(name)
+    if t is None:
+        raise FarmsError(f"{name!r} is not a model farms-viz trains, so it has no built-in evaluation or "
+                         f"calibration data (those are tinylm, {', '.join(tinylm.zoo_names()[1:])} and digits-*@*).")
+    return t
