@@ -155,7 +155,7 @@ def alpha_vs_aspect(table: pd.DataFrame, title: str = "α vs aspect ratio, raw a
             ))
     lo, hi = _alpha_range(np.concatenate([t["alpha_raw"], t["alpha_farms"]]) if len(t) else [])
     shapes, notes = _band_shapes("y", hi)
-    xaxis = dict(title=dict(text="aspect ratio (long side / short side, log scale)"), showline=True, type="log")
+    xaxis = dict(title=dict(text="aspect ratio (long / short side, log scale)"), showline=True, type="log")
     fin = ar[np.isfinite(ar) & (ar > 0)]
     if fin.size:
         span = (math.log10(fin.min()), math.log10(fin.max()))
