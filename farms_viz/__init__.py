@@ -7,17 +7,19 @@ What users call (each documented where it lives):
 - :func:`compare` two checkpoints layer by layer
 - :func:`alphapruning`, :func:`tempbalance` -> :class:`Allocation`; :func:`param_groups` for optimizers
 - :func:`prune` a model or its weights to per-layer sparsities (magnitude or Wanda), exact to one weight
+- :class:`TempBalance` sets an optimizer's layer-wise learning rates from the model's alphas while it trains
 - :class:`Settings` (presets ``llm`` / ``cnn``) and :class:`FarmsError`, the one error users can cause
 """
 
 from farms_viz.analyses.allocate import Allocation, alphapruning, param_groups, tempbalance
 from farms_viz.analyses.compare import compare
 from farms_viz.analyses.prune import prune
+from farms_viz.analyses.tempbalance import TempBalance
 from farms_viz.errors import FarmsError
 from farms_viz.pipeline.analyze import Report, analyze
 from farms_viz.pipeline.sources import open_source
 from farms_viz.settings import Settings
 
-__all__ = ["Allocation", "FarmsError", "Report", "Settings", "alphapruning", "analyze", "compare", "open_source",
-           "param_groups", "prune", "tempbalance"]
+__all__ = ["Allocation", "FarmsError", "Report", "Settings", "TempBalance", "alphapruning", "analyze", "compare",
+           "open_source", "param_groups", "prune", "tempbalance"]
 __version__ = "0.1.0"

@@ -5,7 +5,9 @@ checkpoint. Training is deterministic (fixed seeds, one thread, plain SGD with m
 batch order); checkpoints at epochs 0 (init), 1, 3, 10 and 30 are written as safetensors into
 ``$FARMS_VIZ_CACHE/digits/v1/`` (default ``~/.cache/farms-viz/digits/v1/``) with an
 ``accuracy.json`` next to them. Builds go into a temporary folder renamed into place under a file
-lock, so concurrent first uses are safe.
+lock, so concurrent first uses are safe. The zoo's checkpoints are seed 0; ``load(arch, epoch,
+seed=k)`` trains and caches the same run with another seed (initialisation and batch order; the
+split stays fixed) in ``digits/v1-seed<k>/``, for measures with a spread over trainings.
 """
 
 from __future__ import annotations
@@ -69,10 +71,13 @@ class DigitsCNN(nn.Module):
 MODELS = {"mlp": DigitsMLP, "cnn": DigitsCNN}
 
 
-def cache_dir() -> Path:
-    """Where the checkpoints live: ``$FARMS_VIZ_CACHE/digits/v1`` or ``~/.cache/farms-viz/digits/v1``."""
+def cache_dir(seed: int = SEED) -> Path:
+    """Where the checkpoints live: ``$FARMS_VIZ_CACHE/digits/v1`` (default root ``~/.cache/farms-viz``);
+    other training seeds (``seed`` > 0, not in the zoo) in ``digits/v1-seed<k>``."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise FarmsError(f"the training seed must be a whole number >= 0 (got {seed!r}).")
     root = os.environ.get("FARMS_VIZ_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "farms-viz")
-    return Path(root) / "digits" / VERSION
+    return Path(root) / "digits" / (VERSION if seed == SEED else f"{VERSION}-seed{seed}")
 
 
 def checkpoint_name(arch: str, epoch: int) -> str:
@@ -103,13 +108,39 @@ def _save(model: nn.Module, path: Path) -> None:
     save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
-def train(arch: str, dest: Path) -> dict[int, float]:
-    """Train one architecture, saving a checkpoint at each of :data:`EPOCHS`; test accuracy by epoch."""
+def new_model(arch: str, seed: int = SEED) -> nn.Module:
+    """A freshly initialised ``arch`` (the initialisation drawn with ``seed``)."""
+    torch.manual_seed(seed)
+    return MODELS[arch]()
+
+
+def optimizer(params, lr: float = LR) -> torch.optim.Optimizer:
+    """The training optimizer: SGD with momentum (``params``: parameters or parameter groups)."""
+    return torch.optim.SGD(params, lr=lr, momentum=MOMENTUM)
+
+
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, xtr: torch.Tensor,
+                ytr: torch.Tensor) -> None:
+    """One epoch of mini-batches of :data:`BATCH` in an order drawn from ``gen``."""
+    model.train()
+    order = torch.randperm(len(ytr), generator=gen)
+    for i in range(0, len(order), BATCH):
+        idx = order[i:i + BATCH]
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
+        opt.step()
+
+
+def train(arch: str, dest: Path, seed: int = SEED) -> dict[int, float]:
+    """Train one architecture, saving a checkpoint at each of :data:`EPOCHS`; test accuracy by epoch.
+
+    ``seed`` draws the initialisation and the batch order; the train/test split is the same for
+    every seed.
+    """
     xtr, ytr, xte, yte = _data()
-    torch.manual_seed(SEED)
-    model = MODELS[arch]()
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    gen = torch.Generator().manual_seed(SEED)
+    model = new_model(arch, seed)
+    opt = optimizer(model.parameters())
+    gen = torch.Generator().manual_seed(seed)
     acc = {}
     for epoch in range(max(EPOCHS) + 1):
         if epoch in EPOCHS:
@@ -118,41 +149,35 @@ def train(arch: str, dest: Path) -> dict[int, float]:
             _save(model, dest / checkpoint_name(arch, epoch))
         if epoch == max(EPOCHS):
             break
-        model.train()
-        order = torch.randperm(len(ytr), generator=gen)
-        for i in range(0, len(order), BATCH):
-            idx = order[i:i + BATCH]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
-            opt.step()
+        train_epoch(model, opt, gen, xtr, ytr)
     return acc
 
 
-def _build_into(dest: Path) -> dict:
+def _build_into(dest: Path, seed: int = SEED) -> dict:
     with torch_threads(1):  # tiny trainings: 8x faster on one thread
         t0 = time.perf_counter()
-        acc = {arch: {str(e): a for e, a in train(arch, dest).items()} for arch in ARCHS}
-    info = {"test_accuracy": acc, "seconds": round(time.perf_counter() - t0, 2), "seed": SEED,
+        acc = {arch: {str(e): a for e, a in train(arch, dest, seed).items()} for arch in ARCHS}
+    info = {"test_accuracy": acc, "seconds": round(time.perf_counter() - t0, 2), "seed": seed,
             "data": "sklearn.datasets.load_digits, 1347 train / 450 test",
             "optimizer": f"SGD lr={LR} momentum={MOMENTUM} batch={BATCH}"}
     (dest / "accuracy.json").write_text(json.dumps(info, indent=1))
     return info
 
 
-def ensure_built() -> Path:
+def ensure_built(seed: int = SEED) -> Path:
     """The checkpoint folder, training the models first if they are not there yet (a few seconds)."""
-    final = cache_dir()
+    final = cache_dir(seed)
     if (final / "accuracy.json").is_file():
         return final
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        with open(final.parent / f"{VERSION}.lock", "w") as lock:
+        with open(final.parent / f"{final.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if (final / "accuracy.json").is_file():  # built by someone else while we waited
                 return final
-            tmp = Path(tempfile.mkdtemp(prefix=f".{VERSION}-", dir=final.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
             try:
-                _build_into(tmp)
+                _build_into(tmp, seed)
                 if final.exists():  # a broken leftover (no accuracy.json)
                     shutil.rmtree(final)
                 os.rename(tmp, final)
@@ -165,9 +190,9 @@ def ensure_built() -> Path:
     return final
 
 
-def accuracy() -> dict | None:
+def accuracy(seed: int = SEED) -> dict | None:
     """The recorded ``accuracy.json`` if the models are built, else None (never trains)."""
-    p = cache_dir() / "accuracy.json"
+    p = cache_dir(seed) / "accuracy.json"
     try:
         return json.loads(p.read_text())
     except (OSError, ValueError):
@@ -190,22 +215,22 @@ def evaluate(model: nn.Module) -> float:
         model.train(was)
 
 
-def load(arch: str, epoch: int, weights: dict | None = None) -> nn.Module:
+def load(arch: str, epoch: int, weights: dict | None = None, seed: int = SEED) -> nn.Module:
     """The checkpoint as a module (built on first use); ``weights`` (name -> tensor) replace its own."""
     from safetensors.torch import load_file
 
-    state = load_file(str(checkpoint(arch, epoch)))
+    state = load_file(str(checkpoint(arch, epoch, seed)))
     state.update(weights or {})
     model = MODELS[arch]()
     model.load_state_dict(state)
     return model.eval()
 
 
-def checkpoint(arch: str, epoch: int) -> Path:
-    """The safetensors file of ``arch`` after ``epoch`` epochs, built on first use."""
+def checkpoint(arch: str, epoch: int, seed: int = SEED) -> Path:
+    """The safetensors file of ``arch`` after ``epoch`` epochs (trained with ``seed``), built on first use."""
     if arch not in ARCHS or epoch not in EPOCHS:
         raise FarmsError(f"there is no digits checkpoint {arch}@{epoch} (archs {ARCHS}, epochs {EPOCHS}).")
-    return ensure_built() / checkpoint_name(arch, epoch)
+    return ensure_built(seed) / checkpoint_name(arch, epoch)
 
 
 def main() -> int:

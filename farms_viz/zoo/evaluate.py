@@ -5,6 +5,8 @@
 - ``digits-mlp@<epoch>`` / ``digits-cnn@<epoch>``: test accuracy on the 450 held-out images
   (:func:`farms_viz.zoo.digits.evaluate`, higher is better); calibration inputs are the first
   training images.
+- :func:`minilm_proxy`: MiniLM (not trained here, so not in :func:`trained`) by the mean cosine
+  similarity of its sentence embeddings to the dense model's (a proxy; :mod:`farms_viz.zoo.minilm`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 from farms_viz.errors import FarmsError
-from farms_viz.zoo import digits, tinylm
+from farms_viz.zoo import digits, minilm, tinylm
 
 _DIGITS = re.compile(r"digits-(\w+)@(\d+)")
 #: calibration samples when none are asked for: 32 windows of 128 bytes (4,096 tokens) for the
@@ -43,20 +45,37 @@ def trained(name: str) -> Trained | None:
     """The trained zoo model ``name``, or None for any other source (nothing is built here)."""
     seed = tinylm.seed_of(name)
     if seed is not None:
-        return Trained(name, "held-out perplexity", False,
-                       lambda w=None: tinylm.load("full", seed, w),
-                       lambda m: tinylm.perplexity(m, "heldout"),
-                       lambda n: tinylm.calibration(tinylm.config("full"), n),
-                       CALIBRATION["tinylm"])
+        return tinylm_model("full", seed, name)
     m = _DIGITS.fullmatch(str(name))
     if m and m.group(1) in digits.ARCHS and int(m.group(2)) in digits.EPOCHS:
-        arch, epoch = m.group(1), int(m.group(2))
-        return Trained(name, "test accuracy", True,
-                       lambda w=None: digits.load(arch, epoch, w),
-                       digits.evaluate,
-                       lambda n: digits.data()[0][:n],
-                       CALIBRATION["digits"])
+        return digits_model(m.group(1), int(m.group(2)))
     return None
+
+
+def tinylm_model(variant: str = "full", seed: int = 0, name: str | None = None) -> Trained:
+    """The tiny LM ``variant`` trained with ``seed`` (built on first use when loaded)."""
+    tinylm.config(variant)
+    return Trained(name or f"tinylm-{variant}-seed{seed}", "held-out perplexity", False,
+                   lambda w=None: tinylm.load(variant, seed, w),
+                   lambda m: tinylm.perplexity(m, "heldout"),
+                   lambda n: tinylm.calibration(tinylm.config(variant), n),
+                   CALIBRATION["tinylm"])
+
+
+def digits_model(arch: str, epoch: int, seed: int = digits.SEED) -> Trained:
+    """The digits ``arch`` after ``epoch`` epochs of the training run with ``seed`` (0: the zoo's)."""
+    name = f"digits-{arch}@{epoch}" + (f"-seed{seed}" if seed != digits.SEED else "")
+    return Trained(name, "test accuracy", True,
+                   lambda w=None: digits.load(arch, epoch, w, seed),
+                   digits.evaluate,
+                   lambda n: digits.data()[0][:n],
+                   CALIBRATION["digits"])
+
+
+def minilm_proxy() -> Trained:
+    """MiniLM measured by its agreement with its dense self (:mod:`farms_viz.zoo.minilm`, a proxy)."""
+    return Trained("minilm", minilm.METRIC, True, minilm.load, minilm.agreement, minilm.calibration,
+                   len(minilm.CALIBRATION_SENTENCES))
 
 
 def require(name: str) -> Trained:

@@ -1,0 +1,325 @@
+"""What an allocation does to a model: prune by uniform, AlphaPruning-raw and AlphaPruning-FARMS
+sparsities and measure the pruned model (the FARMS paper's pruning experiment, in miniature).
+
+For each training seed of a model family (:data:`FAMILIES`), :func:`measure` analyses the dense
+model with the preset the paper uses (``llm`` for the language models, with ``blocks_only`` as
+AlphaPruning prunes only the layers inside transformer blocks; ``cnn`` for the digits nets),
+allocates AlphaPruning sparsities at each target S from raw and from FARMS alphas (and the
+uniform S on the same layers), prunes a copy (magnitude or Wanda, :func:`~farms_viz.analyses.prune.prune`)
+and measures it (:mod:`farms_viz.zoo.evaluate`): held-out perplexity (tinylm, lower is better),
+test accuracy (digits), or MiniLM's embedding agreement with its dense self (a proxy).
+
+Each measured row is cached on disk (``$FARMS_VIZ_CACHE/outcome/``, one JSON file per row), keyed
+by the dense model's content (every tensor of its state dict), the method, the per-layer
+sparsities actually applied (so the preset, epsilon and the alphas are in the key through what
+they produce), the calibration size and the code version of the pruning and evaluation
+modules: the app, the CLI and ``benchmarks/prune_experiment.py`` share the numbers.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from farms_viz.analyses.allocate import alphapruning
+from farms_viz.analyses.prune import METHODS, prune, sparsity_map
+from farms_viz.errors import FarmsError
+from farms_viz.io.cache import cache_root
+from farms_viz.pipeline.analyze import analyze
+from farms_viz.pipeline.schema import Progress
+from farms_viz.zoo import digits, tinylm
+from farms_viz.zoo import evaluate as zoo_eval
+
+ALLOCATIONS = ("uniform", "raw", "farms")
+#: the prune() column of each allocation
+COLUMN = {"uniform": "uniform", "raw": "ratio_raw", "farms": "ratio_farms"}
+NAMES = {"uniform": "uniform", "raw": "AlphaPruning, raw α", "farms": "AlphaPruning, FARMS α"}
+COLUMNS = ("model", "seed", "method", "allocation", "sparsity", "achieved", "capped", "metric", "value", "dense",
+           "seconds")
+#: what summarize() calls the spread: the sample standard deviation over seeds (ddof 1)
+SPREAD = "sd over seeds"
+#: files whose code decides a cached row's number (a change invalidates the rows)
+_CODE = ("analyses/prune.py", "zoo/evaluate.py", "zoo/tinylm.py", "zoo/digits.py", "zoo/minilm.py")
+VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model trained with several seeds (or one checkpoint) that farms-viz can prune and measure."""
+
+    name: str
+    seeds: tuple[int, ...]
+    preset: str
+    blocks_only: bool
+    subject: Callable[[int], zoo_eval.Trained]
+    note: str
+
+    def built(self, seed: int) -> bool:
+        """Whether measuring ``seed`` needs no training first (tinylm: minutes; digits: seconds)."""
+        if self.name.startswith("tinylm"):
+            return tinylm.info("small" if self.name == "tinylm-small" else "full", seed) is not None
+        if self.name.startswith("digits"):
+            return digits.accuracy(seed) is not None
+        return True
+
+
+def _digits(arch: str) -> Family:
+    return Family(f"digits-{arch}", (0, 1, 2), "cnn", False,
+                  lambda s: zoo_eval.digits_model(arch, max(digits.EPOCHS), s),
+                  f"digits {arch.upper()} after {max(digits.EPOCHS)} epochs; test accuracy on 450 images")
+
+
+FAMILIES = {
+    "tinylm": Family("tinylm", tinylm.ZOO_SEEDS, "llm", True,
+                     lambda s: zoo_eval.tinylm_model("full", s, "tinylm" if s == 0 else f"tinylm-seed{s}"),
+                     "the tiny LLaMA-shaped LM; held-out perplexity (lower is better)"),
+    "digits-cnn": _digits("cnn"),
+    "digits-mlp": _digits("mlp"),
+    "minilm": Family("minilm", (0,), "llm", True, lambda s: zoo_eval.minilm_proxy(),
+                     "all-MiniLM-L6-v2 (one checkpoint); mean cosine of its sentence embeddings to the "
+                     "dense model's, a proxy"),
+    # the test variant of the tiny LM (seconds to build), not offered in the app
+    "tinylm-small": Family("tinylm-small", (0, 1), "llm", True, lambda s: zoo_eval.tinylm_model("small", s),
+                           "the tiny LM's small test variant; held-out perplexity"),
+}
+
+
+def family(model_name: str) -> Family:
+    """The family of ``model_name``: a key of :data:`FAMILIES` or a zoo name in one (``tinylm-seed1``,
+    ``digits-cnn@30``)."""
+    name = str(model_name)
+    if name in FAMILIES:
+        return FAMILIES[name]
+    if tinylm.seed_of(name) is not None:
+        return FAMILIES["tinylm"]
+    if name == f"digits-cnn@{max(digits.EPOCHS)}" or name == f"digits-mlp@{max(digits.EPOCHS)}":
+        return FAMILIES[name.split("@")[0]]
+    offered = ", ".join(n for n in FAMILIES if n != "tinylm-small")
+    raise FarmsError(f"{name!r} is not a model farms-viz can prune and measure (those are {offered}).")
+
+
+# ------------------------------------------------------------------ cache
+
+def code_text(source: str) -> str:
+    """The code of a module without its comments and docstrings (``ast.dump``): what decides numbers."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """A hash of the pruning and evaluation code (docstrings and comments aside) and :data:`VERSION`."""
+    h = hashlib.sha256(VERSION.encode())
+    package = Path(__file__).resolve().parents[1]
+    for rel in _CODE:
+        h.update(rel.encode())
+        h.update(code_text((package / rel).read_text()).encode())
+    return h.hexdigest()[:16]
+
+
+def model_id(model: torch.nn.Module) -> str:
+    """A hash of every tensor of the model's state dict (names, shapes, dtypes, bytes)."""
+    h = hashlib.blake2b(digest_size=20)
+    for k, v in model.state_dict().items():
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}|{tuple(t.shape)}|{t.dtype}".encode())
+        if t.numel():
+            h.update(memoryview(t.view(-1).view(torch.uint8).numpy()))
+    return h.hexdigest()
+
+
+def row_key(mid: str, method: str, ratios: dict[str, float] | None, calibration: int | None) -> str:
+    """The cache key of one measure: model content, method, applied sparsities (None: dense), code."""
+    r = None if ratios is None else sorted((k, float(v).hex()) for k, v in ratios.items())
+    text = json.dumps([code_version(), mid, method, r, calibration])
+    return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
+
+
+def _path(key: str) -> Path:
+    return cache_root() / "outcome" / code_version() / key[:2] / f"{key}.json"
+
+
+def cache_get(key: str) -> dict | None:
+    """The cached record of ``key`` or None (a damaged entry is a miss)."""
+    try:
+        rec = json.loads(_path(key).read_text())
+        return rec if rec.get("key") == key else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def cache_put(key: str, record: dict) -> None:
+    """Write atomically; a cache that cannot be written is skipped."""
+    p = _path(key)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump({**record, "key": key}, f)
+        os.replace(tmp, p)
+    except OSError:
+        pass
+
+
+# ------------------------------------------------------------------ measure
+
+def check_sparsities(sparsities) -> list[float]:
+    """The target sparsities as floats in (0, 1), in the given order, each once."""
+    try:
+        out = [float(s) for s in ([sparsities] if np.isscalar(sparsities) else sparsities)]
+    except (TypeError, ValueError):
+        raise FarmsError(f"the sparsities must be numbers between 0 and 1 (got {sparsities!r}).") from None
+    if not out:
+        raise FarmsError("give at least one target sparsity.")
+    bad = [s for s in out if not (np.isfinite(s) and 0 < s < 1)]
+    if bad:
+        raise FarmsError(f"a target sparsity must be between 0 and 1, both excluded (got {bad[0]}).")
+    return list(dict.fromkeys(out))
+
+
+def _check(fam: Family, method: str, allocations, seeds, epsilon: float) -> tuple[list[str], list[int]]:
+    if method not in METHODS:
+        raise FarmsError(f"unknown pruning method {method!r}; use one of {', '.join(METHODS)}.")
+    allocs = list(dict.fromkeys(allocations))
+    unknown = [a for a in allocs if a not in ALLOCATIONS]
+    if unknown or not allocs:
+        raise FarmsError(f"unknown allocation {unknown[0] if unknown else None!r}; use {', '.join(ALLOCATIONS)}.")
+    seeds = list(fam.seeds if seeds is None else seeds)
+    if not seeds or any(not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 0 for s in seeds):
+        raise FarmsError(f"seeds must be whole numbers >= 0 (got {seeds!r}).")
+    if fam.name == "minilm" and seeds != [0]:
+        raise FarmsError("minilm is one checkpoint (not trained here), so it has only seed 0.")
+    if not (0 <= epsilon <= 1):
+        raise FarmsError(f"epsilon must be between 0 and 1 (got {epsilon}).")
+    return allocs, [int(s) for s in dict.fromkeys(seeds)]
+
+
+def measure(model_name: str, method: str, sparsities, allocations=ALLOCATIONS, seeds=None,
+            epsilon: float = 0.3, progress: Progress | None = None, cache: bool = True) -> pd.DataFrame:
+    """The tidy table of :data:`COLUMNS`: one row per seed, allocation and target sparsity.
+
+    ``seeds``: the training seeds to measure (None: the family's, e.g. 0, 1, 2; a tiny LM seed
+    not built yet trains first, about 3 CPU-minutes). ``progress(done, total, what)`` is called
+    before each row and once at the end. ``seconds``: the time pruning and measuring that row
+    took when it was computed (a cached row keeps its original time). ``achieved``: the
+    parameter-weighted sparsity over the pruned layers, as counted in the pruned weights.
+    ``capped``: how many layers the allocation prunes entirely (sparsity above 1 capped at 1).
+    """
+    fam = family(model_name)
+    allocs, seeds = _check(fam, method, allocations, seeds, float(epsilon))
+    targets = check_sparsities(sparsities)
+    total, done, rows = len(seeds) * len(targets) * len(allocs), 0, []
+    for seed in seeds:
+        subject = fam.subject(seed)
+        if progress:
+            progress(done, total, f"seed {seed}: loading and analysing {subject.name}")
+        dense_model = subject.load(None)
+        mid = model_id(dense_model)
+        dense = _dense(subject, dense_model, mid, cache)
+        calib = subject.default_calibration if method == "wanda" else None
+        inputs = subject.calibration(calib) if calib else None
+        table = analyze(dense_model, preset=fam.preset, cache=cache).table
+        for s in targets:
+            alloc = alphapruning(table, s, float(epsilon), blocks_only=fam.blocks_only)
+            for a in allocs:
+                if progress:
+                    progress(done, total, f"seed {seed}, {NAMES[a]}, sparsity {s:g}")
+                ratios = sparsity_map(alloc, COLUMN[a])
+                key = row_key(mid, method, ratios, calib)
+                rec = cache_get(key) if cache else None
+                if rec is None:
+                    t0 = time.perf_counter()
+                    pruned = prune(dense_model, ratios, method, inputs)
+                    value = float(subject.evaluate(pruned.model))
+                    rec = {"value": value, "achieved": pruned.overall()[1], "seconds": time.perf_counter() - t0}
+                    if cache:
+                        cache_put(key, rec)
+                rows.append({"model": fam.name, "seed": seed, "method": method, "allocation": a, "sparsity": s,
+                             "achieved": rec["achieved"], "capped": len(alloc.capped.get(a, [])),
+                             "metric": subject.metric, "value": rec["value"],
+                             "dense": dense, "seconds": rec["seconds"]})
+                done += 1
+    if progress:
+        progress(total, total, "")
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _dense(subject: zoo_eval.Trained, model: torch.nn.Module, mid: str, cache: bool) -> float:
+    key = row_key(mid, "dense", None, None)
+    rec = cache_get(key) if cache else None
+    if rec is None:
+        rec = {"value": float(subject.evaluate(model))}
+        if cache:
+            cache_put(key, rec)
+    return float(rec["value"])
+
+
+# ------------------------------------------------------------------ summaries
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, method, allocation, sparsity): ``n`` seeds, ``mean``, ``sd`` (sample standard
+    deviation, ddof 1; NaN for one seed), ``min``, ``max`` of the measure, the dense ``dense_mean``
+    and ``dense_sd``, the mean ``achieved`` sparsity and the total ``seconds``."""
+    keys = ["model", "method", "metric", "allocation", "sparsity"]
+    if table.empty:
+        return pd.DataFrame(columns=[*keys, "n", "mean", "sd", "min", "max", "dense_mean", "dense_sd", "achieved",
+                                     "seconds"])
+    g = table.groupby(keys, sort=False)
+    out = g["value"].agg(n="count", mean="mean", sd=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan,
+                         min="min", max="max")
+    out["dense_mean"] = g["dense"].mean()
+    out["dense_sd"] = g["dense"].agg(lambda v: v.std(ddof=1) if len(v) > 1 else np.nan)
+    out["achieved"] = g["achieved"].mean()
+    out["seconds"] = g["seconds"].sum()
+    out = out.reset_index()
+    order = {a: i for i, a in enumerate(ALLOCATIONS)}
+    out["_a"] = out["allocation"].map(order)
+    return out.sort_values(["model", "method", "sparsity", "_a"], kind="stable").drop(columns="_a") \
+        .reset_index(drop=True)
+
+
+def _cell(mean: float, sd: float, digits_: int) -> str:
+    return f"{mean:.{digits_}f}" + (f" ± {sd:.{digits_}f}" if np.isfinite(sd) else "")
+
+
+def format_summary(summary: pd.DataFrame, markdown: bool = False, digits_: int = 3) -> str:
+    """The summary as text: per model and method, a row per sparsity and a column per allocation
+    (``mean ± sd``), under a line with the metric and the dense value."""
+    parts = []
+    for (model, method, metric), g in summary.groupby(["model", "method", "metric"], sort=False):
+        n = int(g["n"].max())
+        first = g.iloc[0]
+        dense = _cell(first["dense_mean"], first["dense_sd"], digits_)
+        head = (f"{model}, {method}: {metric}, mean ± {SPREAD} (n = {n})" if n > 1
+                else f"{model}, {method}: {metric} (one seed)") + f"; dense {dense}"
+        allocs = [a for a in ALLOCATIONS if a in set(g["allocation"])]
+        cells = {(r.sparsity, r.allocation): _cell(r.mean, r.sd, digits_) for r in g.itertuples()}
+        sparsities = list(dict.fromkeys(g["sparsity"]))
+        header = ["sparsity", *[NAMES[a] for a in allocs]]
+        body = [[f"{s:g}", *[cells.get((s, a), "") for a in allocs]] for s in sparsities]
+        if markdown:
+            lines = [f"**{head}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(r) + " |" for r in body]
+        else:
+            widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+            lines = [head, "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+            lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in body]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)

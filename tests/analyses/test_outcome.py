@@ -1,0 +1,144 @@
+"""Outcome of allocations: the measured table equals a direct analyse -> allocate -> prune -> evaluate,
+its summary equals numpy's statistics, rows are cached by what decides them, bad input is one sentence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from farms_viz import FarmsError, alphapruning, analyze, prune
+from farms_viz.analyses import outcome
+from farms_viz.zoo import digits, tinylm
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory):
+    """A private cache with the small tiny LM (seeds 0 and 1) built, on one torch thread."""
+    cache = tmp_path_factory.mktemp("cache")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FARMS_VIZ_CACHE", str(cache))
+        for seed in (0, 1):
+            tinylm.ensure_built("small", seed)
+        yield cache
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small_table():
+    return outcome.measure("tinylm-small", "magnitude", [0.5, 0.7], seeds=(0, 1))
+
+
+def _direct(model, preset, blocks_only, sparsity, column, method="magnitude", calibration=None):
+    """The same measure without outcome.py: analyse, allocate, prune."""
+    alloc = alphapruning(analyze(model, preset=preset, cache=False).table, sparsity, 0.3, blocks_only=blocks_only)
+    return prune(model, alloc, method, calibration, column=column)
+
+
+def test_table_has_a_row_per_seed_allocation_and_sparsity(small_table):
+    t = small_table
+    assert list(t.columns) == list(outcome.COLUMNS)
+    assert len(t) == 2 * 2 * 3
+    assert sorted(set(zip(t["seed"], t["sparsity"], t["allocation"]))) == sorted(
+        (s, x, a) for s in (0, 1) for x in (0.5, 0.7) for a in outcome.ALLOCATIONS)
+    assert set(t["metric"]) == {"held-out perplexity"} and set(t["method"]) == {"magnitude"}
+    # achieved sparsity over the allocated layers is the target to within a weight per layer
+    assert np.allclose(t["achieved"], t["sparsity"], atol=1e-3)
+    assert (t["seconds"] > 0).all()
+
+
+@pytest.mark.parametrize("seed,sparsity,allocation", [(0, 0.5, "uniform"), (1, 0.7, "farms"), (1, 0.5, "raw")])
+def test_rows_equal_a_direct_prune_and_perplexity(small_table, seed, sparsity, allocation):
+    model = tinylm.load("small", seed)
+    pruned = _direct(model, "llm", True, sparsity, outcome.COLUMN[allocation])
+    row = small_table[(small_table["seed"] == seed) & (small_table["sparsity"] == sparsity)
+                      & (small_table["allocation"] == allocation)].iloc[0]
+    assert row["value"] == pytest.approx(tinylm.perplexity(pruned.model, "heldout"), rel=1e-12)
+    assert row["dense"] == pytest.approx(tinylm.perplexity(model, "heldout"), rel=1e-12)
+    # blocks only: the embedding and lm_head stay dense, as AlphaPruning does
+    assert not {"embed_tokens", "lm_head"} & set(pruned.report["layer"])
+
+
+def test_summary_is_numpys_mean_sd_min_max_over_seeds(small_table):
+    s = outcome.summarize(small_table)
+    assert len(s) == 2 * 3 and (s["n"] == 2).all()
+    for r in s.itertuples():
+        v = small_table[(small_table["allocation"] == r.allocation) & (small_table["sparsity"] == r.sparsity)]["value"]
+        v = v.to_numpy(float)
+        assert r.mean == pytest.approx(v.mean()) and r.sd == pytest.approx(np.std(v, ddof=1))
+        assert (r.min, r.max) == (v.min(), v.max())
+    assert list(s["allocation"][:3]) == list(outcome.ALLOCATIONS)  # uniform, raw, FARMS per sparsity
+    text = outcome.format_summary(s)
+    assert "mean ± sd over seeds (n = 2)" in text
+    first = s.iloc[0]
+    assert f"{first['mean']:.3f} ± {first['sd']:.3f}" in text
+    md = outcome.format_summary(s, markdown=True)
+    assert "| sparsity | uniform | AlphaPruning, raw α | AlphaPruning, FARMS α |" in md
+
+
+def test_rows_come_from_the_disk_cache_keyed_by_what_decides_them(small_table, monkeypatch, private_cache):
+    assert list((private_cache / "outcome").rglob("*.json"))
+
+    def no_prune(*a, **k):
+        raise AssertionError("pruned again")
+
+    monkeypatch.setattr(outcome, "prune", no_prune)
+    again = outcome.measure("tinylm-small", "magnitude", [0.7, 0.5], seeds=(1, 0))
+    key = ["seed", "sparsity", "allocation"]
+    assert again.sort_values(key)[["value", "seconds"]].to_numpy().tolist() == \
+        small_table.sort_values(key)[["value", "seconds"]].to_numpy().tolist()
+    # another epsilon moves the AlphaPruning sparsities (new keys) but not the uniform ones (cached)
+    with pytest.raises(AssertionError, match="pruned again"):
+        outcome.measure("tinylm-small", "magnitude", [0.5], seeds=(0,), allocations=("raw",), epsilon=0.2)
+    assert len(outcome.measure("tinylm-small", "magnitude", [0.5], seeds=(0,), allocations=("uniform",),
+                               epsilon=0.2)) == 1
+    with pytest.raises(AssertionError, match="pruned again"):  # cache=False always computes
+        outcome.measure("tinylm-small", "magnitude", [0.5], seeds=(0,), allocations=("uniform",), cache=False)
+
+
+def test_digits_wanda_rows_equal_a_direct_computation():
+    t = outcome.measure("digits-cnn", "wanda", [0.6], seeds=(0,), allocations=("uniform", "farms"))
+    assert len(t) == 2 and set(t["metric"]) == {"test accuracy"}
+    model = digits.load("cnn", 30)
+    calib = digits.data()[0][:128]
+    for r in t.itertuples():
+        pruned = _direct(model, "cnn", False, 0.6, outcome.COLUMN[r.allocation], "wanda", calib)
+        assert r.value == digits.evaluate(pruned.model)
+    assert t["dense"].iloc[0] == digits.evaluate(model) == pytest.approx(0.9933, abs=1e-4)
+
+
+def test_progress_counts_every_row():
+    seen = []
+    outcome.measure("tinylm-small", "magnitude", [0.5], seeds=(0,), progress=lambda d, n, w: seen.append((d, n)))
+    assert seen[-1] == (3, 3) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    (dict(model_name="minilm-init", method="magnitude", sparsities=[0.5]), "not a model farms-viz can prune"),
+    (dict(model_name="tinylm-small", method="sparsegpt", sparsities=[0.5]), "unknown pruning method"),
+    (dict(model_name="tinylm-small", method="magnitude", sparsities=[1.0]), "between 0 and 1"),
+    (dict(model_name="tinylm-small", method="magnitude", sparsities=[]), "at least one"),
+    (dict(model_name="tinylm-small", method="magnitude", sparsities="abc"), "must be numbers"),
+    (dict(model_name="tinylm-small", method="magnitude", sparsities=[0.5], allocations=("best",)),
+     "unknown allocation"),
+    (dict(model_name="tinylm-small", method="magnitude", sparsities=[0.5], seeds=(-1,)), "whole numbers"),
+    (dict(model_name="minilm", method="magnitude", sparsities=[0.5], seeds=(0, 1)), "only seed 0"),
+])
+def test_bad_input_gets_one_sentence(kwargs, words):
+    with pytest.raises(FarmsError, match=words):
+        outcome.measure(**kwargs)
+
+
+def test_zoo_names_map_to_their_family():
+    assert outcome.family("tinylm-seed2").name == "tinylm"
+    assert outcome.family("digits-cnn@30").name == "digits-cnn"
+    with pytest.raises(FarmsError, match="digits-cnn"):
+        outcome.family("digits-cnn@3")
+
+
+def test_code_version_ignores_docstrings_and_comments_but_not_code():
+    a = outcome.code_text('"""doc"""\ndef f(x):\n    """what"""\n    return x + 1  # one\n')
+    assert a == outcome.code_text("def f(x):\n    return x + 1\n")
+    assert a != outcome.code_text("def f(x):\n    return x + 2\n")
