@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_machine  # noqa: E402
@@ -32,6 +33,7 @@ def main() -> int:
     ap.add_argument("--out", default="tb_digits.csv")
     args = ap.parse_args()
     seeds = tuple(int(s) for s in args.seeds.split(","))
+    torch.set_num_threads(1)  # as digits_curves trains (tiny nets: fastest on one thread)
     print(describe_machine())
     curves, times = [], []
     for arm in tb.ARMS:

@@ -14,9 +14,13 @@ from farms_viz.analyses.diagnosis import (
 )
 from farms_viz.analyses.rules import as_report_table
 from farms_viz.analyses.trend import trend_pair, trend_rows, trend_sentence
+from farms_viz.app import links
 from farms_viz.app import state as app
+from farms_viz.app.bounds import FILTER_CHARS
+from farms_viz.app.downloads import chart, download, safe_name, settings_tag, settings_words, table_downloads
 from farms_viz.errors import FarmsError
 from farms_viz.figures import overview
+from farms_viz.figures.html_report import report_html
 from farms_viz.io.tables import to_csv
 from farms_viz.settings import FITS
 
@@ -30,13 +34,15 @@ if report is None:
 
 st.title(f"Model overview — {app.current_spec().title}")
 
+kinds = layer_kinds(report.table)
+links.restore("overview", choices={"kinds": kinds})  # ?filter=...&kinds=...&view=bars, checked like the widgets
 f1, f2 = st.columns([2, 1])
-pattern = f1.text_input("Filter layers by name (regular expression)", key="ov_pattern",
-                        placeholder=r"e.g. attention  or  layer\.[0-2]\.  or  ^features",
+pattern = app.persisted(f1.text_input, "Filter layers by name (regular expression)", "ov_pattern",
+                        max_chars=FILTER_CHARS, placeholder=r"e.g. attention  or  layer\.[0-2]\.  or  ^features",
                         help="Regular expression matched anywhere in the layer name (RE2: Python syntax "
                              "without back-references or look-around; always fast).")
-kinds = layer_kinds(report.table)
-chosen = f2.multiselect("Layer kinds", kinds, key="ov_kinds", placeholder="all kinds") if kinds else []
+chosen = app.persisted(f2.multiselect, "Layer kinds", "ov_kinds", options=kinds,
+                       placeholder="all kinds") if kinds else []
 try:
     table = filter_layers(report.table, pattern, chosen)
 except FarmsError as e:
@@ -51,27 +57,33 @@ rough = rough_fits(table, blocks)
 by_block = overview.block_layout(table) is not None and len(table) > LONG_MODEL
 view = "bars"
 if by_block:
-    view = st.segmented_control("View", ["blocks", "bars"], key="ov_view", default="blocks",
-                                format_func={"blocks": "by block, one panel per matrix role",
-                                             "bars": "every layer as a bar"}.get) or "blocks"
+    view = app.persisted(st.segmented_control, "View", "ov_view", options=["blocks", "bars"],
+                         on_change=links.keep_choice, args=("ov_view",),
+                         format_func={"blocks": "by block, one panel per matrix role",
+                                      "bars": "every layer as a bar"}.get) or "blocks"
+links.sync("overview")
+# the figures' context lines and file names: the model, the filter, the settings
+lines = (report.name + (f" · {len(table)} of {len(report.table)} layers" if len(table) < len(report.table) else ""),
+         settings_words(report.settings))
+stem = safe_name(report.name, settings_tag(report.settings))
 st.caption(f"{len(table)} of {len(report.table)} layers. "
            + ("Click a bar to open that layer in the layer browser. " if not report.metrics_only
               else "Published metrics only: no spectra, so bars do not open the layer browser. ")
            + "Hatched bars: fits on fewer than 50 eigenvalues or a tail under 10. " + BANDS_NOTE
            + (" " + CNN_BANDS_NOTE if is_conv_net(table) else ""))
 if view == "blocks":
-    event = st.plotly_chart(overview.alpha_by_block(table), key="ov_blocks", on_select="rerun",
-                            selection_mode="points", theme=None, config={"displaylogo": False})
+    event = chart(st, overview.alpha_by_block(table), "ov_blocks", lines, (stem, "alpha-by-block"),
+                  on_select="rerun", selection_mode="points")
 else:
-    event = st.plotly_chart(overview.alpha_bars(table, rough=rough), key="ov_bars", on_select="rerun",
-                            selection_mode="points", theme=None, config={"displaylogo": False})
+    event = chart(st, overview.alpha_bars(table, rough=rough), "ov_bars", lines, (stem, "alpha-per-layer"),
+                  on_select="rerun", selection_mode="points")
 clicked = app.selected_layer(event)
 if clicked and not report.metrics_only and clicked in report.spectra:
     app.open_layer(clicked)
 
 pair = trend_pair(table)
-st.plotly_chart(overview.alpha_vs_aspect(table, rough=rough, trend=pair), key="ov_scatter", theme=None,
-                config={"displaylogo": False})
+chart(st, overview.alpha_vs_aspect(table, rough=rough, trend=pair), "ov_scatter", lines,
+      (stem, "alpha-vs-aspect-ratio"))
 st.caption(trend_sentence(pair) + " Raw points sit just left of each aspect ratio, FARMS points just right, and a "
            "grey line joins the two values of a layer; hollow markers are rough fits. Where one FARMS window covers "
            "a whole matrix (square layers no larger than the window), raw and FARMS are the same number.")
@@ -82,7 +94,7 @@ if report.spectra:
     rules = rules[rules["layer"].isin(table["layer"])]
     pairs = {rule: trend_pair(as_report_table(rules, rule)) for rule in FITS}
     r1, r2 = st.columns([3, 2], gap="medium")
-    r1.plotly_chart(overview.rule_trends(pairs), key="ov_rules", theme=None, config={"displaylogo": False})
+    chart(r1, overview.rule_trends(pairs), "ov_rules", lines[:1], (stem, "trend-per-fit-rule"))
     r2.markdown(f"The same spectra fitted with each rule. In use: **{report.settings.fit}**. "
                 + ("Under some rule FARMS changes the trend beyond its uncertainty, under others not: the rule "
                    "decides what the bias looks like." if len({p.farms_changes_trend for p in pairs.values()}) > 1
@@ -119,5 +131,14 @@ st.dataframe(
                                              "conv blocks) or a tail under 10: a rough reading."),
     },
 )
-st.download_button("Download diagnosis CSV", to_csv(diag).encode(), key="ov_csv",
-                   file_name=f"{report.name}-farms-diagnosis.csv", mime="text/csv")
+
+st.subheader("Downloads")
+d1, d2, d3 = st.columns([2, 1, 1])
+table_downloads(d1, report.table, safe_name(report.name, "farms-table"), "ov_full", "Full table")
+download(d2, "Diagnosis CSV", to_csv(diag).encode(), safe_name(report.name, "farms-diagnosis"), ".csv", "ov_csv",
+         icon=":material/download:", width="stretch", help="The table above: the layers the filter shows.")
+download(d3, "HTML report", lambda: report_html(report).encode("utf-8", "backslashreplace"),
+         safe_name(report.name, "farms-report"), ".html", "ov_report", icon=":material/description:",
+         width="stretch", help="One file with the tables and figures; opens in a browser without a server.")
+st.caption("The full table is what `farms-viz analyze SOURCE --out FILE.csv` (or `.json`) writes with these settings, "
+           "byte for byte; the report is `farms-viz report SOURCE --out FILE.html`.")

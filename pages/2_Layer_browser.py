@@ -3,11 +3,19 @@
 import streamlit as st
 
 from farms_viz.analyses.diagnosis import farms_what, grid_caption, layer_numbers
+from farms_viz.analyses.exports import esd_table, layer_numbers_table
 from farms_viz.analyses.rules import rule_column
+from farms_viz.app import links
 from farms_viz.app import state as app
+from farms_viz.app.downloads import chart, download, safe_name, settings_tag, settings_words
 from farms_viz.figures import layer as figures
 from farms_viz.figures import style
+from farms_viz.io.tables import table_bytes
+from farms_viz.pipeline.schema import SIDES
 from farms_viz.settings import FITS
+
+#: a half-width chart's context line holds this many characters at 1024 px (12 px text, ~260 px)
+HALF_CHARS = 40
 
 app.page_setup("Layer browser")
 report = app.load_report()
@@ -22,6 +30,7 @@ if not names:
             + "Use the model overview instead.")
     st.page_link(app.OVERVIEW, label="Model overview", icon=":material/bar_chart:")
     st.stop()
+links.restore("browser")  # ?logx=0, checked like every link value
 
 
 @st.fragment
@@ -35,13 +44,14 @@ def layer_view() -> None:
     def _step(delta: int) -> None:
         app.set_layer(names[(names.index(st.session_state["layer"]) + delta) % len(names)])
 
-    c_sel, c_prev, c_next, c_scale = st.columns([5, 1.3, 1.3, 1.6], vertical_alignment="bottom")
+    c_sel, c_prev, c_next, c_scale = st.columns([4.4, 1.3, 1.3, 2.2], vertical_alignment="bottom")
     c_sel.selectbox(f"Layer ({i + 1} of {len(names)}; type to search)", names, key="w_layer",
                     on_change=lambda: app.set_layer(st.session_state["w_layer"]))
     c_prev.button("◀ Prev", key="prev", on_click=_step, args=(-1,), width="stretch")
     c_next.button("Next ▶", key="next", on_click=_step, args=(1,), width="stretch")
-    log_x = c_scale.toggle("log-x ESD", value=True, key="log_x", help="Histogram on a logarithmic λ axis.")
+    log_x = app.persisted(c_scale.toggle, "log-x ESD", "br_logx", help="Histogram on a logarithmic λ axis.")
     app.set_layer(layer)
+    links.sync("browser")
 
     spec = report.spectra[layer]
     row = report.table.set_index("layer").loc[layer]
@@ -51,9 +61,13 @@ def layer_view() -> None:
 
     n_slices = int(row.get("n_slices", 1) or 1)
     rules = app.rules_cached(report).set_index("layer")
-    cfg = {"displaylogo": False}
+    # the figures' context lines and file names: the model and the layer, the settings
+    lines = (f"{report.name} · {layer}", settings_words(report.settings))
+    tag = settings_tag(report.settings)
+    rule_alphas = ({which: {r: rules.at[layer, rule_column(r, which)] for r in FITS} for which in SIDES}
+                   if layer in rules.index else {})
     cols = st.columns(2, gap="large")
-    for col, which in zip(cols, ("raw", "farms")):
+    for col, which in zip(cols, SIDES):
         side = spec.side(which)
         esd, fit, mp = side.esd, side.fit, side.mp
         name = figures.NAMES[which]
@@ -63,20 +77,29 @@ def layer_view() -> None:
                     else farms_what(spec, n_slices))
             st.markdown(f"<h3 style='color:{color};margin-bottom:0'>{name}</h3>"
                         f"<span style='color:{style.MUTED}'>{what}</span>", unsafe_allow_html=True)
-            st.plotly_chart(figures.esd_histogram(esd, mp, which, log_x=log_x, title=f"ESD {name} with Marchenko–Pastur fit"),
-                            key=f"esd_{which}", theme=None, config=cfg)
-            st.plotly_chart(figures.tail_ccdf(esd, fit, which, title=f"Power-law tail {name} (CCDF)"),
-                            key=f"tail_{which}", theme=None, config=cfg)
-            nums = layer_numbers(spec, row, which, {r: rules.at[layer, rule_column(r, which)] for r in FITS}
-                                 if layer in rules.index else None)
+            chart(st, figures.esd_histogram(esd, mp, which, log_x=log_x, title=f"ESD {name} · Marchenko–Pastur"),
+                  f"esd_{which}", lines, (report.name, layer, f"esd-{which}", tag), chars=HALF_CHARS)
+            chart(st, figures.tail_ccdf(esd, fit, which, title=f"Power-law tail {name} (CCDF)"), f"tail_{which}",
+                  lines, (report.name, layer, f"tail-{which}", tag), chars=HALF_CHARS)
+            nums = layer_numbers(spec, row, which, rule_alphas.get(which))
             st.markdown(
                 f"<div style='border-top:4px solid {color};padding-top:4px'></div>\n\n"
                 "| | |\n|---|---|\n" + "\n".join(f"| {k} | **{v}** |" for k, v in nums.items()),
                 unsafe_allow_html=True)
+    stem = safe_name(report.name, layer)
+    d1, d2, _ = st.columns([1, 1, 2])
+    download(d1, "Numbers CSV", table_bytes(layer_numbers_table(spec, row, rule_alphas), "csv"),
+             safe_name(stem, "numbers"), ".csv", "br_numbers", icon=":material/download:", width="stretch",
+             help="The two cards above (raw and FARMS) as one table: quantity, raw, farms.")
+    download(d2, "Eigenvalues CSV", lambda: table_bytes(esd_table(spec), "csv"), safe_name(stem, "eigenvalues"),
+             ".csv", "br_eigenvalues", icon=":material/download:", width="stretch",
+             help="Every eigenvalue of both ESDs (columns side, eigenvalue): the raw matrix's, then the FARMS "
+                  "windows' pooled, as the fits saw them.")
 
     st.subheader("Where FARMS looks")
     g1, g2 = st.columns([3, 2])
-    g1.plotly_chart(figures.window_grid_figure(spec.thumbnail, spec.grid), key="grid", theme=None, config=cfg)
+    chart(g1, figures.window_grid_figure(spec.thumbnail, spec.grid), "grid", lines,
+          (report.name, layer, "farms-windows", tag))
     g2.markdown(grid_caption(spec.grid, n_slices, spec.blocks))
     g2.caption(f"The heatmap is |W| averaged over blocks (at most {style.DISPLAY_SIDE} × {style.DISPLAY_SIDE}). "
                + ("Each blue rectangle is one block (shown for the first kernel position); the FARMS ESD above "

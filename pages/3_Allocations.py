@@ -6,6 +6,7 @@ from farms_viz.analyses import allocate as al
 from farms_viz.analyses import allocate_io as alloc_io
 from farms_viz.analyses import blocks
 from farms_viz.app import state as app
+from farms_viz.app.outcome import apply_and_measure
 from farms_viz.errors import FarmsError
 from farms_viz.figures import allocate as fa
 from farms_viz.io.tables import to_csv
@@ -189,6 +190,8 @@ st.caption("Same numbers from the command line: "
               f"--lr-min-ratio {options['lr_min_ratio']:g} --lr-max-ratio {options['lr_max_ratio']:g}"
               + (" --keep-first" if options["keep_first"] else "") + (" --keep-last" if options["keep_last"] else ""))
            + " --out FILE.csv`")
+
+apply_and_measure(spec, options.get("epsilon", 0.3))  # prune tinylm / digits / MiniLM and measure
 
 with st.expander("What these schemes do, and why the bias matters", expanded=False):
     st.markdown(

@@ -14,20 +14,22 @@ from farms_viz.analyses.compare import (
     zoo_series,
 )
 from farms_viz.app import compare as cmpst
+from farms_viz.app import links
 from farms_viz.app import server as appserver
 from farms_viz.app import state as app
+from farms_viz.app.downloads import chart, download, safe_name, settings_tag, settings_words
 from farms_viz.errors import FarmsError
 from farms_viz.figures import compare as fc
 from farms_viz.io.tables import to_csv
-from farms_viz.zoo.digits import accuracy
+from farms_viz.zoo.digits import ARCHS, accuracy
 
 app.page_setup("Compare")
 settings = app.sidebar_settings()
-CFG = {"displaylogo": False}
 VIEWS = {"pair": "Two checkpoints", "series": "Series (a training run)"}
 
 st.title("Compare checkpoints")
-st.session_state.setdefault("cmp_view", "pair")
+SERIES_KINDS = ["zoo", "folder"] if "path" in app.source_kinds() else ["zoo"]  # served mode: no server folders
+links.restore("compare", choices={"from": SERIES_KINDS})  # ?view=series&series=cnn, checked like every link
 view = app.persisted(st.radio, "View", "cmp_view", options=list(VIEWS), format_func=VIEWS.get, horizontal=True,
                      label_visibility="collapsed")
 st.caption(f"Settings from the sidebar, the same for every checkpoint: {cmpst.settings_text(settings)}. "
@@ -51,6 +53,8 @@ def pair_view() -> None:
     if ra is None or rb is None:
         return
     la, lb = a.title, b.title
+    lines = (f"A = {la} → B = {lb}", settings_words(settings))
+    stem = safe_name(ra.name, "vs", rb.name, settings_tag(settings))
     st.subheader(f"A = {la}  →  B = {lb}")
     try:
         cmp = compare_tables(ra, rb, match=match, names=(la, lb))
@@ -72,13 +76,13 @@ def pair_view() -> None:
         st.warning(f"{s['only_a']} layer(s) only in A, {s['only_b']} only in B, {s['shape_differs']} with a "
                    "different shape: see *Unmatched layers* below.")
 
-    event = st.plotly_chart(fc.delta_bars(cmp, la, lb, title=f"Change of α per layer: {lb} − {la}"),
-                            key="cmp_bars", on_select="rerun", selection_mode="points", theme=None, config=CFG)
+    event = chart(st, fc.delta_bars(cmp, la, lb, title="Change of α per layer: B − A"), "cmp_bars", lines,
+                  (stem, "delta-alpha"), on_select="rerun", selection_mode="points")
     st.caption("Negative Δα: the tail of B's spectrum is heavier (HT-SR reads this as more training). "
                "Rows marked ◆ change diagnosis between A and B. Click a bar to show that layer's spectra below.")
 
     c1, c2 = st.columns([1, 1], gap="large")
-    c1.plotly_chart(fc.alpha_scatter(cmp, la, lb), key="cmp_scatter", theme=None, config=CFG)
+    chart(c1, fc.alpha_scatter(cmp, la, lb), "cmp_scatter", lines, (stem, "alpha-a-vs-b"))
     with c2:
         st.markdown("**Diagnosis changes A → B**")
         ch = diagnosis_changes(cmp)
@@ -115,8 +119,8 @@ def pair_view() -> None:
         in_b = f" (in B: {name_b})" if name_b and name_b != layer else ""
         st.caption(f"**{layer}**{in_b} · A {row['shape_a'] or '—'} · B {row['shape_b'] or '—'} · "
                    f"status: {row['status']}. A dashed / hollow, B solid / filled.")
-        st.plotly_chart(fc.esd_overlay(spec_a, spec_b, la, lb, title=f"{layer}: A = {la} vs B = {lb}"),
-                        key="cmp_overlay", theme=None, config=CFG)
+        chart(st, fc.esd_overlay(spec_a, spec_b, la, lb, title=f"ESDs of A and B: {layer}"), "cmp_overlay",
+              lines, (stem, layer, "esd"))
 
     st.subheader("Unmatched layers")
     um = unmatched(cmp)
@@ -127,17 +131,12 @@ def pair_view() -> None:
                      hide_index=True, key="cmp_unmatched", width="stretch")
     with st.expander("The whole comparison table"):
         st.dataframe(cmp, hide_index=True, key="cmp_table", width="stretch")
-    st.download_button("Download comparison CSV", to_csv(cmp).encode(), key="cmp_csv",
-                       file_name=f"{ra.name}-vs-{rb.name}-farms-compare.csv".replace("/", "_"), mime="text/csv")
+    download(st, "Download comparison CSV", to_csv(cmp).encode(), safe_name(ra.name, "vs", rb.name, "farms-compare"),
+             ".csv", "cmp_csv")
 
 
 def series_view() -> None:
-    st.session_state.setdefault("cmp_series_kind", "zoo")
-    st.session_state.setdefault("cmp_series_arch", "mlp")
-    st.session_state.setdefault("cmp_series_folder", "")
-    kinds = ["zoo", "folder"] if "path" in app.source_kinds() else ["zoo"]  # served mode: no server folders
-    if st.session_state["cmp_series_kind"] not in kinds:
-        st.session_state["cmp_series_kind"] = "zoo"
+    kinds = SERIES_KINDS
     with st.container(border=True):
         c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
         with c1:
@@ -146,7 +145,7 @@ def series_view() -> None:
                                               "folder": "Folder of checkpoints"}.get)
         with c2:
             if kind == "zoo":
-                arch = app.persisted(st.selectbox, "Digits model", "cmp_series_arch", options=["mlp", "cnn"],
+                arch = app.persisted(st.selectbox, "Digits model", "cmp_series_arch", options=list(ARCHS),
                                      format_func={"mlp": "digits-mlp (3 Linear layers) at epochs 0, 1, 3, 10, 30",
                                                   "cnn": "digits-cnn (2 Conv2d + 2 Linear) at epochs 0, 1, 3, 10, 30"}.get)
                 items = [(label, app.SourceSpec("zoo", name)) for label, name in zoo_series(arch)]
@@ -174,21 +173,22 @@ def series_view() -> None:
         acc = (accuracy() or {}).get("test_accuracy", {}).get(arch, {})
         if acc:
             st.caption("Test accuracy: " + ", ".join(f"epoch {e} **{v:.3f}**" for e, v in acc.items()))
-    st.plotly_chart(fc.series_mean_figure(mean, title=f"Mean α over layers across training — {title}"),
-                    key="series_mean", theme=None, config=CFG)
-    st.plotly_chart(fc.series_lines(long, title=f"α per layer across training — {title}"), key="series_lines",
-                    theme=None, config=CFG)
-    st.plotly_chart(fc.series_heatmap(long), key="series_heatmap", theme=None, config=CFG)
+    lines = (f"{title}: {len(reports)} checkpoints", settings_words(settings))
+    stem = safe_name(title, settings_tag(settings))
+    chart(st, fc.series_mean_figure(mean, title="Mean α over layers across training"), "series_mean", lines,
+          (stem, "mean-alpha"))
+    chart(st, fc.series_lines(long, title="α per layer across training"), "series_lines", lines, (stem, "per-layer"))
+    chart(st, fc.series_heatmap(long), "series_heatmap", lines, (stem, "heatmap"))
     with st.expander("Mean α per checkpoint (table)", expanded=True):
         st.dataframe(mean.drop(columns="step_index"), hide_index=True, key="series_table",
                      column_config={c: st.column_config.NumberColumn(c, format="%.2f")
                                     for c in ("mean_raw", "std_raw", "mean_farms", "std_farms")})
-    st.download_button("Download series CSV (long: a row per layer and checkpoint)",
-                       to_csv(long).encode(), key="series_csv",
-                       file_name=f"{title.replace('/', '_')}-farms-series.csv", mime="text/csv")
+    download(st, "Download series CSV (long: a row per layer and checkpoint)", to_csv(long).encode(),
+             safe_name(title, "farms-series"), ".csv", "series_csv")
 
 
 if view == "pair":
     pair_view()
 else:
     series_view()
+links.sync("compare")

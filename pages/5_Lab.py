@@ -3,21 +3,25 @@
 import streamlit as st
 
 from farms_viz.analyses.diagnosis import fmt_number, grid_caption
+from farms_viz.analyses.exports import sweep_table
 from farms_viz.analyses.lab import DISTRIBUTIONS, SWEEP_MODES, SWEEP_RATIOS
 from farms_viz.app import lab as lab_st
 from farms_viz.app import server as appserver
 from farms_viz.app import state as app
 from farms_viz.app.bounds import LAB, LAB_MAX_WINDOW
+from farms_viz.app.downloads import chart, download, safe_name
 from farms_viz.errors import FarmsError
 from farms_viz.figures import lab as figures_lab
 from farms_viz.figures import layer as figures
 from farms_viz.figures import style
+from farms_viz.io.tables import table_bytes
 from farms_viz.settings import FITS
 
 app.page_config("Aspect-ratio lab")  # no page_setup: the lab's URL keys are its own, not the analysis settings
 lab_st.init()
 W = lab_st.widget
-CFG = {"displaylogo": False}
+#: a lab chart (two of five columns, ~175 px at 1024 px) holds context lines of this many characters
+LAB_CHARS = 28
 FIT_WORDS = {"xmin_mid": "xmin_mid: tail = top half (stable on noise)",
              "xmin_peak": "xmin_peak: best KS fit near the peak (LLM setting)",
              "ks": "ks: best KS fit anywhere (WeightWatcher)"}
@@ -154,6 +158,7 @@ def matrix_view() -> None:
     m[3].metric("FARMS window", f"{g.h} × {g.w}", delta=f"{g.n_windows} windows, aspect ratio {g.aspect_ratio:.3g}",
                 delta_color="off", delta_arrow="off")
     st.caption(f"{what} · fit rule {sp.fit_raw.method} · analysed in {res.seconds:.2f} s")
+    lines, file = lab_st.matrix_context(spec, sp.rows, sp.cols, name)
 
     st.subheader("1 · The spectrum and the Marchenko–Pastur law")
     c_raw, c_farms, c_txt = st.columns([2, 2, 1.65], gap="medium")
@@ -165,8 +170,8 @@ def matrix_view() -> None:
         esd, mp, th = side.esd, side.mp, res.theory(which)
         title = (f"Raw: whole {sp.rows} × {sp.cols} matrix" if which == "raw"
                  else f"FARMS: {g.n_windows} windows of {g.h} × {g.w}")
-        col.plotly_chart(figures_lab.lab_esd(esd, th, mp, which, log_x=log_x, title=title),
-                         key=f"lab_esd_{which}", theme=None, config=CFG)
+        chart(col, figures_lab.lab_esd(esd, th, mp, which, log_x=log_x, title=title), f"lab_esd_{which}", lines,
+              (*file, f"esd-{which}"), chars=LAB_CHARS)
     with c_txt:
         teach(ESD_TEXT, MP_LATEX, MP_AFTER)
         if res.theory_raw is None:
@@ -179,15 +184,15 @@ def matrix_view() -> None:
     for col, which in ((c_raw, "raw"), (c_farms, "farms")):
         side = sp.side(which)
         fit, esd = side.fit, side.esd
-        col.plotly_chart(figures.tail_ccdf(esd, fit, which, title=f"Tail {figures.NAMES[which]}: CCDF and power-law fit"),
-                         key=f"lab_tail_{which}", theme=None, config=CFG)
+        chart(col, figures.tail_ccdf(esd, fit, which, title=f"Tail {figures.NAMES[which]}: CCDF and power-law fit"),
+              f"lab_tail_{which}", lines, (*file, f"tail-{which}"), chars=LAB_CHARS)
     with c_txt:
         teach(ALPHA_TEXT, ALPHA_LATEX, ALPHA_AFTER)
     st.dataframe(figures_lab.numbers_table(res.row, res.theory_raw, res.theory_farms), width="stretch")
 
     st.subheader("3 · Where FARMS looks")
     c_grid, c_txt = st.columns([2.6, 2.85], gap="medium")
-    c_grid.plotly_chart(figures.window_grid_figure(sp.thumbnail, g), key="lab_grid", theme=None, config=CFG)
+    chart(c_grid, figures.window_grid_figure(sp.thumbnail, g), "lab_grid", lines, (*file, "farms-windows"))
     with c_txt:
         st.markdown(FARMS_TEXT)
         st.markdown(grid_caption(g))
@@ -210,9 +215,13 @@ def sweep_view() -> None:
              "planted": f", θ = {spec.strength:g}, rank {spec.rank}"}.get(spec.dist, "")
     f_lo, f_hi, sd = res.spread("farms")
     c_fig, c_txt = st.columns([3.2, 1.45], gap="medium")
-    c_fig.plotly_chart(figures_lab.sweep_figure(
+    lines, file = lab_st.sweep_context(res)
+    chart(c_fig, figures_lab.sweep_figure(
         res, ref, title=f"α vs aspect ratio — {label}{param}, {SWEEP_MODES[res.mode]} {res.size}, "
-                        f"{len(res.seeds)} seeds"), key="lab_sweep", theme=None, config=CFG)
+                        f"{len(res.seeds)} seeds"), "lab_sweep", lines, file)
+    download(c_fig, "Sweep CSV", table_bytes(sweep_table(res), "csv"), safe_name(*file), ".csv", "lab_sweep_csv",
+             icon=":material/download:",
+             help="One row per matrix: aspect_ratio, rows, cols, seed, window, alpha_raw, alpha_farms.")
     with c_txt:
         st.markdown(f"""
 **What is plotted.** For each aspect ratio Q from {SWEEP_RATIOS[0]:g} to {SWEEP_RATIOS[-1]:g}, {len(res.seeds)}

@@ -15,9 +15,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from farms_viz.analyses.allocate import MAPS, SCHEMES
 from farms_viz.analyses.lab import DISTRIBUTIONS, MAX_SIDE, SWEEP_MODES
 from farms_viz.analyses.matching import MATCH_MODES
+from farms_viz.errors import FarmsError
+from farms_viz.pipeline.layerfilter import compile_filter
 from farms_viz.settings import CONV_RULES, FITS, PRESETS
+from farms_viz.zoo.digits import ARCHS
 
 #: the largest FARMS window in the Lab: 4096 x 4096 with 15 x 15 windows of 1024 rows is the most
 #: expensive Lab matrix (64 CPU-s, 1.0 GB peak RSS on 2 cores); windows of 2048 would take ~5 min.
@@ -26,6 +30,11 @@ LAB_MAX_WINDOW = 1024
 MAX_PARAM_CHARS = 1024
 #: how much of a refused value a message quotes
 QUOTE_CHARS = 60
+#: the longest layer filter a link (and the overview's filter field) carries: a filter is a few words,
+#: and RE2 compiles 200 characters in well under a millisecond
+FILTER_CHARS = 200
+#: how a link writes a yes/no value, and the words it accepts for one
+FLAG_WORDS = {"1": True, "true": True, "0": False, "false": False}
 
 
 @dataclass(frozen=True)
@@ -72,8 +81,21 @@ LAB: dict[str, Bound] = {
     "per_dim": Bound(1, 15, 1, whole=True),
 }
 LAB_CHOICES: dict[str, tuple] = {"dist": tuple(DISTRIBUTIONS), "fit": FITS, "mode": tuple(SWEEP_MODES)}
-#: the compare page's choices (``?match=order``)
-COMPARE_CHOICES: dict[str, tuple] = {"match": MATCH_MODES}
+#: the compare page's choices (``?match=order``, ``?view=series&series=cnn``, ``?from=folder``)
+COMPARE_CHOICES: dict[str, tuple] = {"match": MATCH_MODES, "view": ("pair", "series"), "series": ARCHS,
+                                     "from": ("zoo", "folder")}
+#: the Allocations page's numbers, by URL key (the sliders' and number inputs' own ranges)
+ALLOCATIONS: dict[str, Bound] = {
+    "sparsity": Bound(0.05, 0.95, 0.05),
+    "eps": Bound(0.0, 0.9, 0.05),
+    "block": Bound(0, 1000, 1, whole=True),
+    "lr": Bound(1e-8, 10.0, 1e-4),
+    "lrmin": Bound(0.0, 10.0, 0.1),
+    "lrmax": Bound(0.0, 10.0, 0.1),
+}
+ALLOCATION_CHOICES: dict[str, tuple] = {"scheme": SCHEMES, "map": MAPS}
+#: the model overview's views (``?view=bars``)
+OVERVIEW_CHOICES: dict[str, tuple] = {"view": ("blocks", "bars")}
 
 
 def quote(value: str) -> str:
@@ -122,3 +144,142 @@ def choice_from_url(name: str, raw: str, choices, default):
         return raw, None
     return default, (f"The link's {name}={quote(raw)} is not one of {', '.join(map(str, choices))}, "
                      f"so {default} is used.")
+
+
+def flag_from_url(name: str, raw: str, default: bool):
+    """``(value, problem)`` for a link's yes/no ``name=raw``: 1, 0, true or false (any case)."""
+    word = raw.strip().lower()
+    if word in FLAG_WORDS:
+        return FLAG_WORDS[word], None
+    return default, (f"The link's {name}={quote(raw)} is not 1, 0, true or false, so "
+                     f"{'1' if default else '0'} is used.")
+
+
+def filter_from_url(name: str, raw: str, default: str = ""):
+    """``(value, problem)`` for a link's layer filter: at most FILTER_CHARS characters and a pattern
+    the overview's RE2 filter compiles (the same check as typing it); otherwise no filter."""
+    if len(raw) > FILTER_CHARS:
+        return default, (f"The link's {name} is {len(raw)} characters long, more than the {FILTER_CHARS} a "
+                         "layer filter may have, so no filter is used.")
+    try:
+        compile_filter(raw)
+    except FarmsError:
+        return default, (f"The link's {name}={quote(raw)} is not a regular expression the filter accepts "
+                         "(RE2: no back-references or look-around), so no filter is used.")
+    return raw, None
+
+
+def subset_from_url(name: str, raw: str, choices, default=(), empty: str = "none"):
+    """``(values, problem)`` for a link's comma-separated ``name=a,b`` whose items must be in
+    ``choices``: the known items, in the link's order; unknown ones named in one sentence (``empty``
+    says what no item at all means on the page)."""
+    items = list(dict.fromkeys(s for s in raw.split(",") if s))
+    known = tuple(s for s in items if s in choices)
+    unknown = [s for s in items if s not in choices]
+    if not unknown:
+        return known, None
+    value = known or tuple(default)
+    return value, (f"The link's {name}={quote(raw)} names {quote(', '.join(unknown))}, not among "
+                   f"{', '.join(map(str, choices)) or 'the choices here'}, so "
+                   f"{quote(', '.join(value)) if value else empty} is used.")
+
+
+def text_from_url(name: str, raw: str, default: str = ""):
+    """``(value, problem)`` for a link's free text (a folder): no control characters, at most
+    MAX_PARAM_CHARS characters; whether the server may open it is decided where it is opened."""
+    if len(raw) > MAX_PARAM_CHARS:
+        return default, (f"The link's {name} is {len(raw)} characters long, more than any path this app "
+                         f"opens ({MAX_PARAM_CHARS}), so it is left empty.")
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        return default, (f"The link's {name}={quote(raw)} contains control characters, which no path has, "
+                         "so it is left empty.")
+    return raw, None
+
+
+# ------------------------------------------------------------------ the pages' link parameters
+
+#: rule kinds besides a Bound and a tuple of choices
+FLAG, FILTER, TEXT = "flag", "filter", "text"
+
+
+@dataclass(frozen=True)
+class Subset:
+    """A comma-separated list whose items are in ``choices`` (None: the page gives them at run time);
+    ``empty``: what an empty list means on the page."""
+
+    choices: tuple | None = None
+    empty: str = "none"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One view control in the URL: key ``url``, session key ``key``, ``default`` (left out of the URL)
+    and its ``rule``: a :class:`Bound`, a tuple of choices, FLAG, FILTER, TEXT or a :class:`Subset`."""
+
+    url: str
+    key: str
+    default: object
+    rule: object
+
+
+def read(name: str, raw: str, rule, default):
+    """``(value, problem)``: a link's ``name=raw`` under ``rule`` (see :class:`Param`); every link
+    value of every page passes here."""
+    raw = str(raw)
+    if isinstance(rule, Bound):
+        return from_url(name, raw, rule, default)
+    if isinstance(rule, Subset):
+        return subset_from_url(name, raw, rule.choices or (), default, rule.empty)
+    if rule == FLAG:
+        return flag_from_url(name, raw, default)
+    if rule == FILTER:
+        return filter_from_url(name, raw, default)
+    if rule == TEXT:
+        return text_from_url(name, raw, default)
+    return choice_from_url(name, raw, rule, default)
+
+
+def url_text(value) -> str:
+    """A value as a link writes it: 1/0, a float in 12 significant digits (0.75, not 0.7500000000000001),
+    a list comma-separated."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return f"{value:.12g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+#: every page's view controls in the URL (the sidebar settings, model, layer, Lab and Compare's
+#: a / b / match have their own code; see the README's table of link parameters)
+LINKS: dict[str, tuple[Param, ...]] = {
+    "allocations": (
+        Param("scheme", "al_scheme", "alphapruning", ALLOCATION_CHOICES["scheme"]),
+        Param("sparsity", "al_sparsity", 0.7, ALLOCATIONS["sparsity"]),
+        Param("eps", "al_epsilon", 0.3, ALLOCATIONS["eps"]),
+        Param("blockwise", "al_block_wise", False, FLAG),
+        Param("block", "al_block_size", 0, ALLOCATIONS["block"]),
+        Param("blocksonly", "al_blocks_only", True, FLAG),
+        Param("lr", "al_lr", 0.001, ALLOCATIONS["lr"]),
+        Param("map", "al_map", "linear", ALLOCATION_CHOICES["map"]),
+        Param("lrmin", "al_lr_min", 0.5, ALLOCATIONS["lrmin"]),
+        Param("lrmax", "al_lr_max", 1.5, ALLOCATIONS["lrmax"]),
+        Param("keepfirst", "al_keep_first", False, FLAG),
+        Param("keeplast", "al_keep_last", False, FLAG),
+    ),
+    "compare": (
+        Param("view", "cmp_view", "pair", COMPARE_CHOICES["view"]),
+        Param("from", "cmp_series_kind", "zoo", COMPARE_CHOICES["from"]),
+        Param("series", "cmp_series_arch", "mlp", COMPARE_CHOICES["series"]),
+        Param("folder", "cmp_series_folder", "", TEXT),
+    ),
+    "overview": (
+        Param("filter", "ov_pattern", "", FILTER),
+        Param("kinds", "ov_kinds", (), Subset(empty="every kind")),
+        Param("view", "ov_view", "blocks", OVERVIEW_CHOICES["view"]),
+    ),
+    "browser": (
+        Param("logx", "br_logx", True, FLAG),
+    ),
+}

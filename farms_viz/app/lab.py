@@ -13,7 +13,7 @@ import streamlit as st
 
 from farms_viz.analyses import lab
 from farms_viz.app import server as appserver
-from farms_viz.app.bounds import LAB, LAB_CHOICES, choice_from_url, from_url, quote
+from farms_viz.app.bounds import FLAG, LAB, LAB_CHOICES, quote, read
 from farms_viz.app.state import memo, persisted
 from farms_viz.errors import FarmsError
 
@@ -37,11 +37,8 @@ MAX_RESULTS = 24
 def from_link(name: str, raw: str):
     """``(value, problem)``: the link's ``name=raw`` checked against the bounds the lab's widget uses."""
     default = DEFAULTS[name]
-    if isinstance(default, bool):
-        return raw.lower() in ("1", "true", "yes", "on"), None
-    if name in LAB:
-        return from_url(name, raw, LAB[name], default)
-    return choice_from_url(name, raw, CHOICES[name], default)
+    rule = FLAG if isinstance(default, bool) else LAB[name] if name in LAB else CHOICES[name]
+    return read(name, raw, rule, default)
 
 
 def init() -> None:
@@ -161,5 +158,26 @@ def _compute_sweep(spec: lab.MatrixSpec) -> lab.SweepResult:
         bar.empty()
 
 
+def entries_words(spec: lab.MatrixSpec) -> str:
+    """The matrix maker's entries in a few words: ``pareto μ 1.5``, ``planted θ 2, rank 3``."""
+    param = {"student_t": f" ν {spec.nu:g}", "pareto": f" μ {spec.mu:g}",
+             "planted": f" θ {spec.strength:g}, rank {spec.rank}"}.get(spec.dist, "")
+    return spec.dist + param
+
+
+def matrix_context(spec: lab.MatrixSpec, rows: int, cols: int, upload_name: str | None = None):
+    """``(lines, file parts)`` of the matrix view's figures: what the matrix is, and the fit rule, for the
+    title's context lines (two short ones: a lab chart is ~175 px wide at 1024 px) and the PNG's file name."""
+    what = upload_name or f"{entries_words(spec)}, seed {spec.seed}"
+    seed = None if upload_name else f"seed{spec.seed}"
+    return (what, f"fit {get('fit')}"), ("lab", upload_name or spec.dist, f"{rows}x{cols}", seed, get("fit"))
+
+
+def sweep_context(res: lab.SweepResult):
+    """``(lines, file parts)`` of the sweep's figure and CSV: the fit rule and the FARMS windows."""
+    line = f"fit {get('fit')} · FARMS windows {res.window} × {res.window}, up to {res.per_dim} per side"
+    return (line,), ("lab-sweep", entries_words(res.dist), res.mode, res.size, f"seeds{len(res.seeds)}", get("fit"))
+
+
 __all__ = ["FarmsError", "init", "get", "apply_preset", "sync_url", "widget", "matrix_spec", "matrix_result",
-           "upload_result", "sweep_result", "settings_for", "PRESETS", "PRESET_ICONS", "VIEWS", "DEFAULTS"]
+           "upload_result", "sweep_result", "settings_for", "matrix_context", "sweep_context", "PRESETS", "PRESET_ICONS", "VIEWS", "DEFAULTS"]

@@ -6,6 +6,7 @@ module builds on :func:`layout` and :func:`figure`.
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -51,6 +52,30 @@ def base_layout(title: str, height: int, legend_top: bool = True, **extra) -> di
         lay["legend"] = dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0, font=dict(size=12))
     lay.update(extra)
     return lay
+
+
+#: a title's context line (model, layer, settings) keeps at most this many characters, the middle of
+#: a longer one elided: 64 characters of 12 px text fit a half-width chart at 1440 px
+CONTEXT_CHARS = 64
+
+
+def elide(text: str, chars: int) -> str:
+    """``text`` at most ``chars`` characters long, its middle replaced by ``…`` (a layer name's start
+    and its end are what tell layers apart)."""
+    if len(text) <= chars:
+        return text
+    head = (chars - 1) // 2
+    return text[:head] + "…" + text[len(text) - (chars - 1 - head):]
+
+
+def subtitle(*lines, chars: int = CONTEXT_CHARS) -> dict:
+    """A figure title's subtitle (``layout.title.subtitle``) of smaller ``lines`` under the title (the
+    model and layer, the settings), so a PNG of the figure says what it shows. Each line is
+    HTML-escaped (a layer name is text from the model file), control characters shown as ``?``, and
+    elided to ``chars`` characters. (A subtitle, not ``<br>`` in the title: a title anchored at the top
+    of the figure lost the top of its first line to every extra line.)"""
+    shown = [elide("".join(c if c.isprintable() else "?" for c in str(line)), chars) for line in lines if line]
+    return dict(text="<br>".join(html.escape(line, quote=False) for line in shown), font=dict(size=12, color=MUTED))
 
 
 def make_figure(traces: list, layout: dict) -> go.Figure:

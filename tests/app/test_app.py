@@ -53,7 +53,7 @@ def test_overview_and_browser_render_and_next_switches_layer():
     at.button(key="prev").click()
     ok(at.run())
     assert at.selectbox(key="w_layer").value == first
-    at.toggle(key="log_x").set_value(False)
+    at.toggle(key="w_br_logx").set_value(False)
     ok(at.run())
     assert charts(at) == 5
 
@@ -62,10 +62,10 @@ def test_overview_filters_drive_the_view():
     at = small_app()
     at.switch_page(OVERVIEW)
     ok(at.run())
-    at.text_input(key="ov_pattern").input(r"layer\.0\.").run()
+    at.text_input(key="w_ov_pattern").input(r"layer\.0\.").run()
     ok(at)
     assert any("6 of 37 layers" in c.value for c in at.caption)
-    at.text_input(key="ov_pattern").input("layer[").run()
+    at.text_input(key="w_ov_pattern").input("layer[").run()
     ok(at)
     assert at.error and "not a valid regular expression" in at.error[0].value
 
