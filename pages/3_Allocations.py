@@ -5,21 +5,20 @@ import streamlit as st
 from farms_viz.analyses import allocate as al
 from farms_viz.analyses import allocate_io as alloc_io
 from farms_viz.analyses import blocks
+from farms_viz.app import links
 from farms_viz.app import state as app
+from farms_viz.app.bounds import ALLOCATIONS
+from farms_viz.app.downloads import chart, download, options_tag, options_words, safe_name, settings_words
 from farms_viz.app.outcome import apply_and_measure
 from farms_viz.errors import FarmsError
 from farms_viz.figures import allocate as fa
 from farms_viz.io.tables import to_csv
 
 LLAMA = app.SourceSpec("zoo", "llama-7b-published")
-DEFAULTS = {"al_scheme": "alphapruning", "al_sparsity": 0.7, "al_epsilon": 0.3, "al_block_wise": False,
-            "al_block_size": 0, "al_lr": 0.001, "al_map": "linear", "al_lr_min": 0.5, "al_lr_max": 1.5,
-            "al_keep_first": False, "al_keep_last": False, "al_blocks_only": True}
 SCHEMES = {"alphapruning": "AlphaPruning — sparsity per layer", "tempbalance": "TempBalance — learning rate per layer"}
 
 app.page_setup("Allocations")
-for k, v in DEFAULTS.items():
-    st.session_state.setdefault(k, v)
+links.restore("allocations")  # ?scheme=tempbalance&map=sqrt ..., checked against the widgets' bounds
 
 
 def _show_llama() -> None:
@@ -64,15 +63,15 @@ with st.container(border=True):
                            horizontal=True)
     c = st.columns(4, vertical_alignment="bottom")
     if scheme == "alphapruning":
-        sparsity = app.persisted(c[0].slider, "Target sparsity S", "al_sparsity", min_value=0.05, max_value=0.95,
-                                 step=0.05, help="Fraction of all weights removed (parameter-weighted over layers).")
-        epsilon = app.persisted(c[1].slider, "ε (spread)", "al_epsilon", min_value=0.0, max_value=0.9, step=0.05,
+        sparsity = app.persisted(c[0].slider, "Target sparsity S", "al_sparsity", **ALLOCATIONS["sparsity"].widget(),
+                                 help="Fraction of all weights removed (parameter-weighted over layers).")
+        epsilon = app.persisted(c[1].slider, "ε (spread)", "al_epsilon", **ALLOCATIONS["eps"].widget(),
                                 help="Before scaling, ratios run linearly from 1 − ε (smallest α) to 1 + ε (largest α).")
         block_wise = app.persisted(c[2].toggle, "Block-wise", "al_block_wise",
                                    help="Average α over the layers of each transformer block first, so a block's "
                                         "matrices share one sparsity.")
-        block_size = app.persisted(c[3].number_input, "Block size (0 = from names)", "al_block_size", min_value=0,
-                                   max_value=1000, step=1, disabled=not block_wise,
+        block_size = app.persisted(c[3].number_input, "Block size (0 = from names)", "al_block_size",
+                                   **ALLOCATIONS["block"].widget(), disabled=not block_wise,
                                    help="Layers per block, counted in model order; 0 reads the block number from "
                                         "names like layers.N. / layer.N. / h.N. / blocks.N.")
         if transformer:
@@ -83,20 +82,22 @@ with st.container(border=True):
                        block_size=int(block_size) if block_wise and block_size else None,
                        blocks_only=bool(transformer and st.session_state["al_blocks_only"]))
     else:
-        lr = app.persisted(c[0].number_input, "Base learning rate", "al_lr", min_value=1e-8, max_value=10.0,
-                           format="%.2g", step=1e-4)
+        lr = app.persisted(c[0].number_input, "Base learning rate", "al_lr", **ALLOCATIONS["lr"].widget(),
+                           format="%.2g")
         amap = app.persisted(c[1].selectbox, "Map", "al_map", options=list(al.MAPS),
                              help="linear: α range → [min, max] × lr · sqrt/log2: lr × n × f(α) / Σ f(α) · "
                                   "step: by rank of α")
-        lr_min = app.persisted(c[2].number_input, "lr min ratio", "al_lr_min", min_value=0.0, max_value=10.0,
-                               step=0.1, disabled=amap in ("sqrt", "log2"), help="linear/step: lowest lr / base lr")
-        lr_max = app.persisted(c[3].number_input, "lr max ratio", "al_lr_max", min_value=0.0, max_value=10.0,
-                               step=0.1, disabled=amap in ("sqrt", "log2"), help="linear/step: highest lr / base lr")
+        lr_min = app.persisted(c[2].number_input, "lr min ratio", "al_lr_min", **ALLOCATIONS["lrmin"].widget(),
+                               disabled=amap in ("sqrt", "log2"), help="linear/step: lowest lr / base lr")
+        lr_max = app.persisted(c[3].number_input, "lr max ratio", "al_lr_max", **ALLOCATIONS["lrmax"].widget(),
+                               disabled=amap in ("sqrt", "log2"), help="linear/step: highest lr / base lr")
         k1, k2 = st.columns(2)
         keep_first = app.persisted(k1.checkbox, "Leave the first layer at the base lr", "al_keep_first")
         keep_last = app.persisted(k2.checkbox, "Leave the last layer at the base lr", "al_keep_last")
         options = dict(lr=lr, map=amap, lr_min_ratio=lr_min, lr_max_ratio=lr_max, keep_first=keep_first,
                        keep_last=keep_last)
+
+links.sync("allocations")
 
 try:
     alloc = al.allocate(report.table, scheme, **options)
@@ -139,8 +140,10 @@ if missing:
     st.info(f"{len(missing)} layer{'s' if len(missing) > 1 else ''} without α (see the status column) "
             + ("keep the target sparsity S." if scheme == "alphapruning" else "keep the base learning rate."))
 
-cfg = {"displaylogo": False}
-st.plotly_chart(fa.allocation_chart(alloc, table), key="al_chart", theme=None, config=cfg)
+# the figures' context lines and file names: the model, the scheme's options, the analysis settings
+lines = (f"{report.name} · {options_words(options)}", settings_words(report.settings))
+stem = safe_name(report.name, scheme, options_tag(options))
+chart(st, fa.allocation_chart(alloc, table), "al_chart", lines, (stem, "per-layer"))
 st.caption("Top: each layer's " + ("sparsity" if scheme == "alphapruning" else "learning rate")
            + " from raw α (orange) and from FARMS α (blue), in model order. Bottom: FARMS − raw. "
            "Hover for the layer name and its α.")
@@ -150,15 +153,15 @@ block_size = options.get("block_size")
 if blocks.has_blocks(table["layer"]) or block_size:
     st.subheader("Per transformer block")
     summary = al.block_summary(alloc, table, block_size)
-    st.plotly_chart(fa.block_chart(summary, alloc), key="al_blocks", theme=None, config=cfg)
+    chart(st, fa.block_chart(summary, alloc), "al_blocks", lines, (stem, "per-block"))
     if scheme == "alphapruning" and options["block_wise"]:
         st.caption("Block-wise: every matrix of a block has the same sparsity. Turn block-wise off to see how "
                    "pruning moves between the attention and MLP matrices inside each block.")
     else:
-        st.plotly_chart(fa.group_chart(alloc, table), key="al_groups", theme=None, config=cfg)
+        chart(st, fa.group_chart(alloc, table), "al_groups", lines, (stem, "attention-vs-mlp"))
         st.caption("Parameter-weighted mean over the attention matrices (solid) and over the MLP matrices "
                    "(dotted) of each block: where the two α give different shares to attention and MLP.")
-        st.plotly_chart(fa.delta_heatmap(alloc, table), key="al_heat", theme=None, config=cfg)
+        chart(st, fa.delta_heatmap(alloc, table), "al_heat", lines, (stem, "heatmap"))
         st.caption("Each matrix's change: blue cells get more with FARMS α than with raw α, orange cells less. "
                    "A matrix that FARMS measures whole (a square one no larger than the window) has the same α "
                    "either way and moves only through the common rescaling, so it stays near white.")
@@ -174,12 +177,9 @@ st.dataframe(top.style.format({"alpha_raw": "{:.2f}", "alpha_farms": "{:.2f}", c
                             "alpha_raw": "α raw", "alpha_farms": "α FARMS", c_raw: f"{alloc.value} raw",
                             c_farms: f"{alloc.value} FARMS", "delta": "FARMS − raw"})
 d1, d2, _ = st.columns([1, 1, 2])
-stem = f"{report.name}-{scheme}"
-d1.download_button("Download CSV", to_csv(alloc.table).encode(), key="al_csv",
-                   file_name=f"{stem}.csv", mime="text/csv", width="stretch")
-d2.download_button("Download JSON", alloc_io.to_json(alloc).encode(), key="al_json",
-                   file_name=f"{stem}.json", mime="application/json", width="stretch",
-                   help='{"raw": {layer: value}, "farms": {layer: value}} — read it in a training or pruning script.')
+download(d1, "Download CSV", to_csv(alloc.table).encode(), stem, ".csv", "al_csv", width="stretch")
+download(d2, "Download JSON", alloc_io.to_json(alloc).encode(), stem, ".json", "al_json", width="stretch",
+         help='{"raw": {layer: value}, "farms": {layer: value}} — read it in a training or pruning script.')
 st.caption("Same numbers from the command line: "
            + (f"`farms-viz allocate REPORT --scheme alphapruning --sparsity {options['sparsity']:g} "
               f"--epsilon {options['epsilon']:g}"
