@@ -11,7 +11,7 @@ import unicodedata
 from pathlib import Path
 
 from farms_viz.analyses import allocate_io as alloc_io
-from farms_viz.analyses import prune_io
+from farms_viz.analyses import outcome, prune_io
 from farms_viz.analyses.allocate import MAPS, SCHEMES, allocated_params, alphapruning, tempbalance, weighted_mean
 from farms_viz.analyses.compare import change_text, compare_summary, compare_tables, diagnosis_changes
 from farms_viz.analyses.matching import MATCH_MODES, MATCH_TEXT
@@ -246,6 +246,33 @@ def cmd_prune(a) -> int:
     return 0
 
 
+def _list(text: str, what: str, cast) -> list:
+    """``"0.5,0.7"`` -> [0.5, 0.7]; one sentence when an item is not a ``cast``."""
+    try:
+        return [cast(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise FarmsError(f"--{what} takes numbers separated by commas, e.g. "
+                         f"{'0.5,0.7' if cast is float else '0,1,2'} (got {text!r}).") from None
+
+
+def cmd_measure(a) -> int:
+    """Prune a model farms-viz can evaluate by uniform / AlphaPruning-raw / -FARMS sparsities and
+    print the measure per sparsity (mean ± sd over seeds)."""
+    if a.out:
+        check_out(a.out, [], suffixes=(".csv",))
+    table = outcome.measure(a.model, a.method, _list(a.sparsities, "sparsities", float),
+                            allocations=_list(a.allocations, "allocations", str),
+                            seeds=None if a.seeds is None else _list(a.seeds, "seeds", int), epsilon=a.epsilon,
+                            progress=None if a.quiet else _Bar(), cache=not a.no_cache)
+    _print(outcome.format_summary(outcome.summarize(table)))
+    _print(f"{len(table)} runs; {table['seconds'].sum():.1f} s of pruning and measuring"
+           + (" (cached runs keep their first time)" if not a.no_cache else ""))
+    if a.out:
+        to_csv(table, a.out)
+        _print(f"wrote {a.out}")
+    return 0
+
+
 def cmd_zoo(a) -> int:
     for entry in zoo.list_entries():
         _print(f"{entry.name:<22} {entry.summary}")
@@ -324,6 +351,21 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--report", metavar="FILE.csv", help="also write the per-layer table (layer, target, achieved, "
                                                          "numel, zeros)")
     pp.set_defaults(func=cmd_prune)
+    pm = sub.add_parser("measure", help="prune by uniform, AlphaPruning-raw and -FARMS sparsities and measure "
+                                        "(mean ± sd over training seeds)")
+    pm.add_argument("model", help="tinylm, digits-cnn, digits-mlp or minilm (a proxy: cosine of sentence "
+                                  "embeddings to the dense model)")
+    pm.add_argument("--method", choices=METHODS, default="magnitude", help="magnitude (default) or wanda")
+    pm.add_argument("--sparsities", default="0.5,0.6,0.7,0.8", help="target sparsities, e.g. 0.5,0.7 "
+                                                                     "(default 0.5,0.6,0.7,0.8)")
+    pm.add_argument("--seeds", help="training seeds, e.g. 0,1,2 (default: the model's: 0,1,2; minilm 0); a tiny "
+                                    "LM seed not built yet trains first (about 3 CPU-minutes)")
+    pm.add_argument("--epsilon", type=float, default=0.3, help="AlphaPruning's spread (default 0.3)")
+    pm.add_argument("--allocations", default="uniform,raw,farms", help="any of uniform,raw,farms (default all)")
+    pm.add_argument("--out", metavar="FILE.csv", help="also write every run (a row per seed, allocation, sparsity)")
+    pm.add_argument("--quiet", action="store_true", help="no progress bar")
+    pm.add_argument("--no-cache", action="store_true", help="measure again instead of reading cached runs")
+    pm.set_defaults(func=cmd_measure)
     pz = sub.add_parser("zoo", help="list the models that work offline")
     pz.set_defaults(func=cmd_zoo)
     return p

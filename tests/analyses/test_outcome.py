@@ -142,3 +142,34 @@ def test_code_version_ignores_docstrings_and_comments_but_not_code():
     a = outcome.code_text('"""doc"""\ndef f(x):\n    """what"""\n    return x + 1  # one\n')
     assert a == outcome.code_text("def f(x):\n    return x + 1\n")
     assert a != outcome.code_text("def f(x):\n    return x + 2\n")
+
+
+def test_cli_measure_prints_the_summary_and_writes_every_run(small_table, tmp_path, capsys):
+    from farms_viz.cli import main
+
+    out = tmp_path / "runs.csv"
+    assert main(["measure", "tinylm-small", "--sparsities", "0.5,0.7", "--seeds", "0,1", "--quiet",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert outcome.format_summary(outcome.summarize(small_table)) in text
+    assert "12 runs;" in text and f"wrote {out}" in text
+    import pandas as pd
+
+    rows = pd.read_csv(out)
+    assert list(rows.columns) == list(outcome.COLUMNS) and len(rows) == 12
+    assert sorted(rows["value"]) == pytest.approx(sorted(small_table["value"]), rel=1e-12)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--sparsities", "0.5,x"], "numbers separated by commas"),
+    (["--seeds", "0,one"], "numbers separated by commas"),
+    (["--sparsities", "1.5"], "between 0 and 1"),
+    (["--allocations", "best"], "unknown allocation"),
+    (["--out", "runs.json"], "must end in .csv"),
+])
+def test_cli_measure_bad_input_is_one_sentence(args, words, capsys):
+    from farms_viz.cli import main
+
+    assert main(["measure", "tinylm-small", "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
