@@ -97,15 +97,19 @@ def layer_view() -> None:
                   "windows' pooled, as the fits saw them.")
 
     st.subheader("Where FARMS looks")
-    g1, g2 = st.columns([3, 2])
-    chart(g1, figures.window_grid_figure(spec.thumbnail, spec.grid), "grid", lines,
+    # a wide matrix's picture is short: it gets the page's width (a third of a 1024 px window drew it
+    # 45 px high) and its caption goes below; a tall one keeps the caption beside it
+    g1, g2 = (st.container(), st.container()) if spec.cols > spec.rows else st.columns([3, 2])
+    chart(g1, figures.window_grid_figure(spec.thumbnail, spec.grid, blocks=spec.blocks), "grid", lines,
           (report.name, layer, "farms-windows", tag))
     g2.markdown(grid_caption(spec.grid, n_slices, spec.blocks))
     g2.caption(f"The heatmap is |W| averaged over blocks (at most {style.DISPLAY_SIDE} × {style.DISPLAY_SIDE}). "
-               + ("Each blue rectangle is one block (shown for the first kernel position); the FARMS ESD above "
+               + ("Each rectangle is one block (shown for the first kernel position); the FARMS ESD above "
                   "pools all blocks for the picture, the α is the mean of the block fits." if spec.blocks else
-                  "Each blue rectangle is one FARMS window; the eigenvalues of all windows are pooled into the "
-                  "FARMS ESD."))
+                  "Each rectangle is one FARMS window; the eigenvalues of all windows are pooled into the "
+                  "FARMS ESD.")
+               + f" At most {figures.MAX_OUTLINES} are outlined, each in its own colour: the legend draws all of them; "
+               f"hover a dot for a {'block' if spec.blocks else 'window'}'s rows and columns.")
 
 
 layer_view()

@@ -105,7 +105,7 @@ def lab_esd(eigs, theory: MPFit | None, fitted: MPFit | None, which: str = "raw"
     return make_figure(traces, base_layout(
         title or f"ESD {name}", height=430, legend_top=False,
         xaxis=dict(type="log" if log_x else "linear", showline=True,
-                   title=dict(text="eigenvalue λ of WᵀW" + (" (log scale)" if log_x else ""))),
+                   title=dict(text="eigenvalue λ of WᵀW")),
         yaxis=dict(title=dict(text="density per decade of λ" if log_x else "density"),
                    range=[-0.09 * ymax, ymax], zeroline=False),
     ))

@@ -72,7 +72,7 @@ def esd_histogram(eigs, mp, which: str = "raw", log_x: bool = True, bins: int | 
     return make_figure(traces, base_layout(
         title or f"ESD {name}", height=470, legend_top=False,
         xaxis=dict(type="log" if log_x else "linear", showline=True,
-                   title=dict(text="eigenvalue λ of WᵀW" + (" (log scale)" if log_x else ""))),
+                   title=dict(text="eigenvalue λ of WᵀW")),
         yaxis=dict(title=dict(text="density per decade of λ" if log_x else "density (per unit λ)"),
                    range=[-0.08 * ymax, ymax * 1.12], zeroline=False),
     ))
@@ -123,37 +123,163 @@ def _pool_to(a: np.ndarray, side: int) -> np.ndarray:
     return a[:h, :w].reshape(h // fh, fh, w // fw, fw).mean(axis=(1, 3))
 
 
-def window_grid_figure(thumb: np.ndarray | None, grid, title: str | None = None, max_rects: int = 600) -> go.Figure:
-    """The |W| heatmap (block means) with the FARMS windows drawn as rectangles, in matrix coordinates."""
-    rows, cols = grid.rows, grid.cols
+#: window outlines drawn in full, each in its own colour; the rest are one legend click away (15-25
+#: overlapping outlines in one colour could not be told apart) and show as faint hover dots
+MAX_OUTLINES = 9
+WINDOW_COLORS = ("#2E6FBA", "#1B9E77", "#C2185B", "#7B3294", "#0097A7", "#8C564B", "#D62728", "#17365D",
+                 "#7A8B00")
+#: the picture keeps the matrix's shape up to this aspect ratio; longer matrices are drawn stretched
+#: (a 144 x 9 slice at 1:1 was a 35 px sliver with colliding ticks) and the title says by how much
+MAX_DRAWN_ASPECT = 4.0
+#: the plot area the layout is sized for (a wide matrix's plot is PLOT_WIDTH_PX wide in a half-width
+#: column at 1024 px, a tall one PLOT_HEIGHT_PX high); ticks are spaced for it
+PLOT_WIDTH_PX, PLOT_HEIGHT_PX = 300, 420
+NARROWEST_PX = 200
+_MARGIN_PX = 150  # title, legend row, x ticks and axis title
+
+
+def shown_windows(n_r: int, n_c: int, k: int = MAX_OUTLINES, max_r: int | None = None,
+                  max_c: int | None = None) -> tuple[list[int], list[int]]:
+    """Row and column indices of at most ``k`` windows of an ``n_r`` x ``n_c`` grid: an evenly spread
+    sub-grid with both ends of each dimension, as square as the budget allows (15 x 15 -> 3 x 3,
+    15 x 1 -> 9 x 1, 15 x 2 -> 4 x 2); at most ``max_r`` rows and ``max_c`` columns of windows."""
+    n_r_all, n_c_all = n_r, n_c
+    n_r, n_c = min(n_r, max_r or n_r), min(n_c, max_c or n_c)
+
+    def score(kr: int, kc: int) -> tuple:  # both ends of each dimension first, then most windows, then square
+        return kr >= min(n_r, 2) and kc >= min(n_c, 2), kr * kc, -abs(kr - kc)
+    best = max(((kr, min(n_c, k // kr)) for kr in range(1, min(n_r, k) + 1)), key=lambda b: score(*b))
+
+    return _spread(n_r_all, best[0]), _spread(n_c_all, best[1])
+
+
+def _spread(n: int, m: int) -> list[int]:
+    """``m`` of ``0..n-1`` evenly spread, both ends included."""
+    return sorted({int(round(v)) for v in np.linspace(0, n - 1, m)})
+
+
+def _not_crowded(starts: tuple[int, ...], size: int) -> int:
+    """The most windows of ``size`` among ``starts`` that :func:`_spread` picks at least half a window
+    apart (then no point is inside more than two outlines of one row or column of windows)."""
+    for m in range(len(starts), 1, -1):
+        if min(np.diff([starts[i] for i in _spread(len(starts), m)])) >= size / 2:
+            return m
+    return 1
+
+
+def axis_ticks(n: int, px: float, min_gap_px: float) -> list[int]:
+    """Whole-number ticks over ``0..n`` at a 1-2-5 step, at least ``min_gap_px`` apart on an axis of ``px``;
+    ``n`` itself is added when it is at least half a step past the last one (so 0, 5, 9 for 9 columns)."""
+    k = max(1, int(px // min_gap_px))
+    raw = max(n / k, 1.0)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = int(next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw - 1e-9))
+    vals = list(range(0, n + 1, step))
+    if n - vals[-1] >= step / 2 and (n - vals[-1]) / max(n, 1) * px >= min_gap_px:
+        vals.append(n)
+    return vals
+
+
+def _plot_height(rows: int, cols: int) -> float:
+    """The grid's plot height in px: PLOT_WIDTH_PX wide at the drawn aspect ratio, at most PLOT_HEIGHT_PX."""
+    drawn = float(np.clip(rows / max(cols, 1), 1 / MAX_DRAWN_ASPECT, MAX_DRAWN_ASPECT))
+    return min(PLOT_HEIGHT_PX, PLOT_WIDTH_PX * drawn)
+
+
+def _times(f: float) -> str:
+    return f"{f:.0f}×" if f >= 10 else f"{f:.2g}×"
+
+
+def _outline(r0: int, c0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([c0, c0 + w, c0 + w, c0, c0]), np.array([r0, r0, r0 + h, r0 + h, r0])
+
+
+def window_grid_figure(thumb: np.ndarray | None, grid, title: str | None = None, max_rects: int = 600,
+                       blocks: bool = False) -> go.Figure:
+    """The |W| heatmap (block means) with the FARMS windows in matrix coordinates.
+
+    At most :data:`MAX_OUTLINES` windows are outlined, each in its own colour; every window (up to
+    ``max_rects``) has a dot at its centre whose hover gives its rows and columns; the outlines of
+    all windows are one legend click away. ``blocks``: the release's disjoint conv blocks.
+    """
+    rows, cols, h, w = grid.rows, grid.cols, grid.h, grid.w
+    unit = "block" if blocks else "window"
+    n_r, n_c = len(grid.row_starts), len(grid.col_starts)
+    n = grid.n_windows
     traces = []
     if thumb is not None and thumb.size:
         thumb = _pool_to(np.asarray(thumb, dtype=np.float32), DISPLAY_SIDE)  # plenty for a picture; a lighter redraw
         th, tw = thumb.shape
         traces.append(go.Heatmap(
             z=np.asarray(thumb, dtype=np.float32), x=(np.arange(tw) + 0.5) * cols / tw,
-            y=(np.arange(th) + 0.5) * rows / th, colorscale="Greys", name="|W|",
-            colorbar=dict(title=dict(text="|W|", side="right"), thickness=12, len=0.8),
+            y=(np.arange(th) + 0.5) * rows / th, colorscale="Greys", name="|W|", meta="|W|",
+            colorbar=dict(title=dict(text="|W|", side="right"), thickness=12, lenmode="pixels", y=1, yanchor="top",
+                          len=int(max(80, 0.9 * _plot_height(rows, cols)))),  # beside the plot, not below it
             hovertemplate="row ≈ %{y:.0f}, col ≈ %{x:.0f}<br>mean |W| = %{z:.3g}<extra></extra>",
         ))
-    # all window outlines as one trace (None-separated), far cheaper to draw than one shape each
-    xs, ys = [], []
-    for r0 in grid.row_starts:
-        for c0 in grid.col_starts:
-            if len(xs) >= 6 * max_rects:
-                break
-            xs += [c0, c0 + grid.w, c0 + grid.w, c0, c0, None]
-            ys += [r0, r0, r0 + grid.h, r0 + grid.h, r0, None]
-    traces.append(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=FARMS_COLOR, width=1.5),
-                             fill="toself", fillcolor=rgba(FARMS_COLOR, 0.05), hoverinfo="skip",
-                             name=f"FARMS window {grid.h} × {grid.w} ({grid.n_windows})"))
-    shapes = []
-    tall = rows / max(cols, 1)
-    height = int(min(560, max(340, 280 * min(tall, 2.0))))
-    return make_figure(traces, base_layout(
-        title or f"FARMS window grid on |W| ({rows} × {cols})", height=height, shapes=shapes,
-        xaxis=dict(range=[0, cols], title=dict(text="column (input dimension)"), constrain="domain",
-                   showgrid=False, zeroline=False),
-        yaxis=dict(range=[rows, 0], title=dict(text="row (output dimension)"), scaleanchor="x", scaleratio=1,
-                   constrain="domain", showgrid=False, zeroline=False),
+
+    def where(i: int, j: int) -> str:
+        r0, c0 = grid.row_starts[i], grid.col_starts[j]
+        return f"rows {r0}–{r0 + h - 1}, columns {c0}–{c0 + w - 1}"
+
+    sel_r, sel_c = shown_windows(n_r, n_c, max_r=_not_crowded(grid.row_starts, h),
+                                 max_c=_not_crowded(grid.col_starts, w))
+    n_shown = len(sel_r) * len(sel_c)
+    r0s, c0s = np.asarray(grid.row_starts, dtype=float), np.asarray(grid.col_starts, dtype=float)
+    idx = np.arange(n)  # window k is (k // n_c, k % n_c), numbered from 1 in the hovers
+    if n > max_rects:
+        idx = np.unique(np.linspace(0, n - 1, max_rects).astype(int))
+    top, left = r0s[idx // n_c], c0s[idx % n_c]
+    if n > n_shown:  # the others' outlines on demand: one NaN-separated trace (far cheaper than shapes)
+        nan = np.full_like(top, np.nan)
+        xs = np.stack([left, left + w, left + w, left, left, nan], axis=1).ravel()
+        ys = np.stack([top, top, top + h, top + h, top, nan], axis=1).ravel()
+        traces.append(go.Scatter(x=xs.astype(np.float32), y=ys.astype(np.float32), mode="lines",  # exact below 2**24
+                                 line=dict(color=FARMS_COLOR, width=1), opacity=0.6,
+                                 visible="legendonly", hoverinfo="skip", name=f"all {n}",
+                                 meta="all windows"))
+    color_of = {}
+    for t, (i, j) in enumerate((i, j) for i in sel_r for j in sel_c):
+        color = color_of[i, j] = WINDOW_COLORS[t % len(WINDOW_COLORS)]
+        x, y = _outline(grid.row_starts[i], grid.col_starts[j], h, w)
+        label = f"{unit} {i * n_c + j + 1} of {n}: {where(i, j)}"
+        traces.append(go.Scatter(
+            x=x, y=y, mode="lines", line=dict(color=color, width=2), legendgroup="shown",
+            showlegend=t == 0, text=label, hovertemplate="%{text}<extra></extra>",
+            name=f"{n_shown} of {n} {unit}s" if n > n_shown else f"{n} {unit}s, {h} × {w}",
+            meta={"window": i * n_c + j + 1, "rows": [grid.row_starts[i], grid.row_starts[i] + h - 1],
+                  "cols": [grid.col_starts[j], grid.col_starts[j] + w - 1]},
+        ))
+    # a dot at every window's centre: its hover names the window (a picture of where the others are)
+    traces.append(go.Scatter(
+        x=(left + w / 2).astype(np.float32), y=(top + h / 2).astype(np.float32), mode="markers", showlegend=False, name=f"{unit} centres",
+        meta="window centres", marker=dict(size=6, color=rgba(FARMS_COLOR, 0.55), line=dict(color="white", width=1)),
+        customdata=np.stack([idx + 1, top, top + h - 1, left, left + w - 1], axis=1).astype(np.int32),
+        hovertemplate=(f"{unit} %{{customdata[0]}} of {n}<br>rows %{{customdata[1]}}–%{{customdata[2]}}, "
+                       "columns %{customdata[3]}–%{customdata[4]}<extra></extra>"),
     ))
+
+    # drawn aspect between 1:MAX_DRAWN_ASPECT and MAX_DRAWN_ASPECT:1; ticks spaced for the plot's size
+    true_aspect = rows / max(cols, 1)
+    drawn = float(np.clip(true_aspect, 1 / MAX_DRAWN_ASPECT, MAX_DRAWN_ASPECT))
+    plot_h = _plot_height(rows, cols)
+    plot_w = plot_h / drawn
+    stretch = true_aspect / drawn  # > 1: rows drawn shorter than columns
+    note = ""
+    if stretch > 1.01:
+        note = f", columns drawn {_times(stretch)} wider"
+    elif stretch < 0.99:
+        note = f", rows drawn {_times(1 / stretch)} taller"
+    # x labels need their width (~8 px a digit) plus a gap; y labels stack, a line height apart is enough
+    # (spaced for the narrowest plot the grid gets, so they never collide: the Lab's column at 1024 px)
+    x_ticks = axis_ticks(cols, min(plot_w, NARROWEST_PX), 8 * len(str(cols)) + 24)
+    y_ticks = axis_ticks(rows, min(plot_h, NARROWEST_PX * drawn), 40)
+    lay = base_layout(
+        title or f"FARMS {unit}s on |W|{note}", height=int(max(260, plot_h + _MARGIN_PX)),
+        xaxis=dict(range=[0, cols], title=dict(text="column (input)"), constrain="domain", constraintoward="left",
+                   showgrid=False, zeroline=False, tickvals=x_ticks, tickangle=0),
+        yaxis=dict(range=[rows, 0], title=dict(text="row (output)"), scaleanchor="x", scaleratio=1 / stretch,
+                   constrain="domain", constraintoward="top", showgrid=False, zeroline=False, tickvals=y_ticks),
+    )
+    lay["margin"]["t"] += 22  # the legend's second row where the plot is narrow, clear of the title
+    return make_figure(traces, lay)

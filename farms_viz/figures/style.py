@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 
 import numpy as np
 import plotly.graph_objects as go
@@ -37,20 +38,85 @@ FONT = dict(family="Inter, 'Source Sans Pro', 'DejaVu Sans', Arial, sans-serif",
 MAX_CCDF_POINTS = 800
 
 
+#: characters a line of a title, an x-axis title, a y-axis title and a legend entry holds before it
+#: wraps: what a half-width chart (about 250 px wide, 1024 px window with the sidebar open) shows
+#: unclipped, at ~7.6 px a character of 15 px title text and ~6.5 px of 12-13 px text
+TITLE_CHARS, X_TITLE_CHARS, Y_TITLE_CHARS, LEGEND_CHARS = 32, 30, 40, 32
+_SPAN = re.compile(r"^(<span[^>]*>)(.*)(</span>)$")
+
+
+def _pack(tokens: list[str], chars: int) -> list[str]:
+    lines, cur = [], ""
+    for word in tokens:
+        if cur and len(cur) + 1 + len(word) > chars:
+            lines.append(cur)
+            cur = word
+        else:
+            cur = f"{cur} {word}" if cur else word
+    return lines + [cur]
+
+
+def wrap(text: str, chars: int) -> str:
+    """``text`` broken at spaces into lines of at most ``chars`` characters, joined by ``<br>`` (plotly
+    never wraps a title or a legend entry; a long one is cut off at the figure's edge).
+
+    As few lines as fit, made as even as they can be ("ESD raw with / Marchenko–Pastur fit", not a
+    lone "fit"); a parenthesis stays on one line where it fits; a single word longer than ``chars``
+    stays whole. Lines already broken by ``<br>`` wrap one by one, a line that is one ``<span>``
+    (smaller text: 1.25 ``chars``) keeps the span on each piece.
+    """
+    if not text or len(text) <= chars:
+        return text
+    out = []
+    for line in text.split("<br>"):
+        m = _SPAN.match(line)
+        head, body, tail = m.groups() if m else ("", line, "")
+        room = int(chars * 1.25) if m else chars
+        if "<" in body or len(body) <= room:
+            out.append(line)
+            continue
+        tokens = [w for tok in re.findall(r"\([^()]*\)\S*|\S+", body)
+                  for w in (tok.split(" ") if len(tok) > room else [tok])]
+        best = _pack(tokens, room)
+        for lim in range(room - 1, 0, -1):
+            lines = _pack(tokens, lim)
+            if len(lines) > len(best):
+                break
+            best = lines
+        out += [head + p + tail for p in best]
+    return "<br>".join(out)
+
+
+def _wrap_axis_titles(lay: dict) -> None:
+    for key, axis in lay.items():
+        if key[1:5] == "axis" and isinstance(axis, dict) and isinstance(axis.get("title"), dict):
+            text = axis["title"].get("text")
+            if isinstance(text, str):
+                axis["title"] = dict(axis["title"], text=wrap(text, X_TITLE_CHARS if key[0] == "x" else Y_TITLE_CHARS))
+
+
 def base_layout(title: str, height: int, legend_top: bool = True, **extra) -> dict:
-    """The common layout: template, fonts, title top-left, legend in one row above the plot."""
+    """The common layout: template, fonts, title top-left, legend in one row above the plot.
+
+    Titles and axis titles wrap to fit a half-width chart at 1024 px (:func:`wrap`); each title
+    line past the first adds its height to the top margin, and to the title's top pad (a title
+    anchored at its top is placed by its first line: without it a second line pushes the first
+    out of the figure)."""
+    title = wrap(title, TITLE_CHARS)
+    more = 20 * title.count("<br>")
     lay = dict(
-        template=TEMPLATE, font=FONT, height=height,
-        title=dict(text=title, x=0, xanchor="left", font=dict(size=15)),
-        margin=dict(l=10, r=10, t=80 if legend_top else 50, b=10), hoverlabel=dict(font_size=12),
+        template=TEMPLATE, font=FONT, height=height + more,
+        title=dict(text=title, x=0, xanchor="left", font=dict(size=15), y=1, yref="container", yanchor="top",
+                   pad=dict(t=10 + more)),
+        margin=dict(l=10, r=10, t=(80 if legend_top else 50) + more, b=10), hoverlabel=dict(font_size=12),
     )
     if legend_top:  # one row just under the title, above the plot
-        lay["title"].update(y=1, yref="container", yanchor="top", pad=dict(t=10))
         lay["legend"] = dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0,
                              bgcolor="rgba(255,255,255,0.6)", font=dict(size=12))
     else:  # below the x-axis title (multi-row legends never cover the title or the data)
         lay["legend"] = dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0, font=dict(size=12))
     lay.update(extra)
+    _wrap_axis_titles(lay)
     return lay
 
 
@@ -79,7 +145,12 @@ def subtitle(*lines, chars: int = CONTEXT_CHARS) -> dict:
 
 
 def make_figure(traces: list, layout: dict) -> go.Figure:
-    """One constructor call (plotly's update_* calls cost ~ms each; layer switching must stay fast)."""
+    """One constructor call (plotly's update_* calls cost ~ms each; layer switching must stay fast);
+    legend entries longer than :data:`LEGEND_CHARS` wrap (:func:`wrap`)."""
+    for t in traces:
+        name = t.name
+        if name and len(name) > LEGEND_CHARS and t.showlegend is not False:
+            t.name = wrap(name, LEGEND_CHARS)
     return go.Figure(data=traces, layout=layout)
 
 

@@ -42,23 +42,23 @@ def _result(spec):
 def test_lab_esd_draws_theory_edges_and_no_spikes_for_noise():
     res = _result(lab.MatrixSpec(800, 200))  # Q = 4: edges 0.25, 2.25
     fig = figures_lab.lab_esd(res.spectra.esd_raw, res.theory_raw, res.spectra.mp_raw, "raw")
-    names = [t.name for t in fig.data]
+    names = [t.name.replace("<br>", " ") for t in fig.data]
     assert names[0].startswith("ESD raw: 200 eigenvalues")
     assert any(n.startswith("MP theory, Q = 4") for n in names)
     assert any(n.startswith("MP fitted to the bulk") for n in names)
     edges = sorted(float(t.x[0]) for t in fig.data if t.name and ("λ−" in t.name or "λ+" in t.name))
     assert edges == pytest.approx([0.25, 2.25])
     assert not any("spikes" in (n or "") for n in names)
-    theory = next(t for t in fig.data if t.name.startswith("MP theory"))
+    theory = next(t for t in fig.data if t.name.replace("<br>", " ").startswith("MP theory"))
     assert float(theory.x[0]) == pytest.approx(0.25) and float(theory.x[-1]) == pytest.approx(2.25)
-    esd = next(t for t in fig.data if t.name.startswith("ESD raw"))
+    esd = next(t for t in fig.data if t.name.replace("<br>", " ").startswith("ESD raw"))
     assert esd.marker.color is None and esd.line.color == style.RAW_COLOR
 
 
 def test_lab_esd_marks_planted_spikes():
     res = _result(lab.MatrixSpec(1000, 500, "planted", strength=2.0, rank=3))
     fig = figures_lab.lab_esd(res.spectra.esd_raw, res.theory_raw, res.spectra.mp_raw, "raw")
-    spikes = next(t for t in fig.data if t.name.startswith("spikes above λ+: 3"))
+    spikes = next(t for t in fig.data if t.name.replace("<br>", " ").startswith("spikes above λ+: 3"))
     assert len(spikes.x) == 3 and min(spikes.x) > res.theory_raw.lambda_plus
 
 
@@ -66,9 +66,9 @@ def test_lab_esd_without_theory_uses_the_fit_and_log_axis():
     res = _result(lab.MatrixSpec(600, 300, "pareto", mu=1.5))
     fig = figures_lab.lab_esd(res.spectra.esd_farms, None, res.spectra.mp_farms, "farms", log_x=True)
     assert fig.layout.xaxis.type == "log"
-    assert any(t.name.startswith("MP fitted to the bulk") for t in fig.data)
-    assert not any(t.name.startswith("MP theory") for t in fig.data)
-    assert next(t for t in fig.data if t.name.startswith("ESD FARMS")).line.color == style.FARMS_COLOR
+    assert any(t.name.replace("<br>", " ").startswith("MP fitted to the bulk") for t in fig.data)
+    assert not any(t.name.replace("<br>", " ").startswith("MP theory") for t in fig.data)
+    assert next(t for t in fig.data if t.name.replace("<br>", " ").startswith("ESD FARMS")).line.color == style.FARMS_COLOR
 
 
 def test_numbers_table_raw_vs_farms():
@@ -89,6 +89,6 @@ def test_sweep_figure_means_bands_and_reference():
     assert len(bands) == 2 and len(bands[0].x) == 6
     lo, hi = res.band("raw")
     assert np.allclose(bands[0].y, np.concatenate([hi, lo[::-1]]))
-    ref = next(t for t in fig.data if (t.name or "").startswith("theory 1 + μ/2"))
+    ref = next(t for t in fig.data if (t.name or "").replace("<br>", " ").startswith("theory 1 + μ/2"))
     assert list(ref.y) == [1.5, 1.5]
     assert fig.layout.xaxis.type == "log" and list(fig.layout.xaxis.tickvals) == [1, 1.5, 2, 3, 4]

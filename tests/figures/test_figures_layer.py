@@ -30,7 +30,7 @@ def _table(n=6):
 
 
 def _trace(fig, prefix):
-    hits = [t for t in fig.data if (t.name or "").startswith(prefix)]
+    hits = [t for t in fig.data if (t.name or "").replace("<br>", " ").startswith(prefix)]  # long names wrap
     assert hits, f"no trace named {prefix!r} in {[t.name for t in fig.data]}"
     return hits[0]
 
@@ -99,8 +99,8 @@ def test_alpha_vs_aspect_trend_recovers_slope():
     t["alpha_farms"] = 3.0
     fig = overview.alpha_vs_aspect(t)
     assert fig.layout.xaxis.type == "log"
-    assert "raw trend +1.50 (95% CI +1.50 to +1.50) per 10×" == _trace(fig, "raw trend").name
-    assert _trace(fig, "FARMS trend").name.startswith("FARMS trend +0.00 ")
+    assert "raw trend +1.50 (95% CI +1.50 to +1.50) per 10×" == _trace(fig, "raw trend").name.replace("<br>", " ")
+    assert _trace(fig, "FARMS trend").name.replace("<br>", " ").startswith("FARMS trend +0.00 ")
     assert _trace(fig, "α raw").customdata[3][0] == t.loc[3, "layer"]
 
 
@@ -185,20 +185,92 @@ def test_tail_without_fit_says_why():
     assert "too few eigenvalues" in fig.layout.annotations[0].text
 
 
-def test_window_grid_draws_every_window_in_matrix_coordinates():
-    g = window_grid(1536, 384, 2000, 1.0, 15)
+def _outlined(fig):
+    """The windows drawn in full: traces whose meta names a window."""
+    return [t for t in fig.data if isinstance(t.meta, dict) and "window" in t.meta]
+
+
+def _by_meta(fig, meta):
+    (t,) = [t for t in fig.data if t.meta == meta]
+    return t
+
+
+def test_window_grid_draws_windows_in_matrix_coordinates():
+    g = window_grid(1536, 384, 2000, 1.0, 15)  # 15 windows of 384 x 384 down a tall matrix, row step 82
     thumb = np.random.default_rng(0).random((160, 160))
     fig = figures.window_grid_figure(thumb, g)
-    outline = _trace(fig, "FARMS window")
-    xs, ys = list(outline.x), list(outline.y)
-    assert xs.count(None) == g.n_windows  # one closed rectangle per window
-    last_x, last_y = xs[-6:-1], ys[-6:-1]
-    assert (max(last_x) - min(last_x), max(last_y) - min(last_y)) == (g.w, g.h)
-    assert max(y for y in ys if y is not None) <= 1536 and max(x for x in xs if x is not None) <= 384
-    heat = _trace(fig, "|W|")
+    for t in _outlined(fig):
+        (r0, r1), (c0, c1) = t.meta["rows"], t.meta["cols"]
+        assert (min(t.x), max(t.x), min(t.y), max(t.y)) == (c0, c1 + 1, r0, r1 + 1)  # one closed rectangle
+        assert (r1 - r0 + 1, c1 - c0 + 1) == (g.h, g.w) and r1 < 1536 and c1 < 384
+    heat = _by_meta(fig, "|W|")
     assert heat.x[-1] < 384 and heat.y[-1] < 1536  # thumbnail stretched over the matrix
-    assert fig.layout.yaxis.scaleanchor == "x"
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis.scaleratio == 1  # 4:1 is drawn true to shape
     assert "15" in diagnosis.grid_caption(g) and "384 × 384" in diagnosis.grid_caption(g)
+
+
+def test_window_grid_outlines_at_most_nine_distinct_windows_and_the_rest_on_demand():
+    g = window_grid(4096, 11008, 2000, 1.0, 15)  # llama's MLP: 15 x 15 = 225 windows
+    fig = figures.window_grid_figure(None, g)
+    shown = _outlined(fig)
+    assert len(shown) == 9 <= figures.MAX_OUTLINES  # 3 x 3: rows of windows 149 apart would crowd past 3
+    assert len({t.line.color for t in shown}) == 9  # each its own colour
+    assert {t.meta["window"] for t in shown} >= {1, 225}  # both corners of the grid
+    assert sum(t.showlegend is not False for t in shown) == 1  # one legend entry toggles them together
+    every = _by_meta(fig, "all windows")
+    assert every.visible == "legendonly" and every.name == "all 225"
+    assert int(np.isnan(np.asarray(every.x, dtype=float)).sum()) == 225  # one rectangle each
+    few = figures.window_grid_figure(None, window_grid(60, 20, 10, 1.0, 3))  # 3 x 3 = 9 windows: all drawn
+    assert len(_outlined(few)) == 9 and not [t for t in few.data if t.meta == "all windows"]
+
+
+def test_overlapping_windows_are_outlined_at_least_half_a_window_apart():
+    g = window_grid(384, 1536, 2000, 1.0, 15)  # 15 windows of 384 x 384, 82 columns apart
+    starts = sorted(t.meta["cols"][0] for t in _outlined(figures.window_grid_figure(None, g)))
+    assert starts[0] == 0 and starts[-1] == g.col_starts[-1]
+    assert min(np.diff(starts)) >= 384 / 2 and len(starts) == 5  # 6 evenly chosen would be 164 apart
+
+
+def test_window_hover_gives_rows_and_columns():
+    g = window_grid(384, 1536, 2000, 1.0, 15)  # col step (1536 - 384) // 14 = 82
+    fig = figures.window_grid_figure(None, g)
+    centres = _by_meta(fig, "window centres")
+    cd = np.asarray(centres.customdata)
+    assert cd.shape == (15, 5)
+    assert list(cd[1]) == [2, 0, 383, 82, 465]  # window 2: rows 0-383, columns 82-465
+    assert list(cd[-1]) == [15, 0, 383, 1148, 1531]  # 14 steps of 82: the release leaves 4 columns out
+    assert "of 15" in centres.hovertemplate and "rows %{customdata[1]}–%{customdata[2]}" in centres.hovertemplate
+    np.testing.assert_allclose(centres.x, cd[:, 3] + 192)  # dots at the windows' centres
+    texts = {t.text for t in _outlined(fig)}
+    assert "window 1 of 15: rows 0–383, columns 0–383" in texts
+    assert "window 15 of 15: rows 0–383, columns 1148–1531" in texts
+
+
+@pytest.mark.parametrize("n_r,n_c,rows,cols", [(15, 15, [0, 7, 14], [0, 7, 14]), (15, 1, [0, 2, 4, 5, 7, 9, 10, 12, 14], [0]),
+                                               (15, 2, [0, 5, 9, 14], [0, 1]), (2, 2, [0, 1], [0, 1]), (1, 1, [0], [0])])
+def test_shown_windows_spread_evenly_with_both_ends(n_r, n_c, rows, cols):
+    assert figures.shown_windows(n_r, n_c) == (rows, cols)
+
+
+def test_axis_ticks_are_whole_numbers_never_closer_than_their_labels():
+    assert figures.axis_ticks(9, 105, 32) == [0, 5, 9]  # 9 columns on a 105 px axis: not 0 2 4 6 8
+    assert figures.axis_ticks(1, 100, 40) == [0, 1]
+    for n, px, gap in [(11008, 400, 64), (1536, 420, 40), (144, 420, 40), (4096, 400, 56), (7, 300, 40)]:
+        ticks = figures.axis_ticks(n, px, gap)
+        assert ticks[0] == 0 and ticks[-1] <= n and all(isinstance(v, int) for v in ticks)
+        assert min(np.diff(ticks)) * px / n >= gap  # labels never collide
+        assert len(ticks) >= 2
+
+
+@pytest.mark.parametrize("rows,cols,note", [(144, 9, "columns drawn 4× wider"), (1, 4096, "rows drawn 1024× taller"),
+                                            (384, 1536, None), (4096, 11008, None)])
+def test_window_grid_draws_long_matrices_stretched_and_says_so(rows, cols, note):
+    fig = figures.window_grid_figure(np.ones((min(rows, 96), min(cols, 96))), window_grid(rows, cols, 100, 1.0, 9))
+    drawn = rows * fig.layout.yaxis.scaleratio / cols  # the plot's height / width
+    assert 1 / 4 - 1e-9 <= drawn <= 4 + 1e-9
+    title = fig.layout.title.text.replace("<br>", " ")
+    assert (note in title) if note else "drawn" not in title
+    assert list(fig.layout.xaxis.tickvals)[-1] <= cols and list(fig.layout.yaxis.tickvals)[-1] <= rows
 
 
 def test_figures_share_template_font_and_titles():

@@ -11,7 +11,7 @@ from farms_viz.zoo.registry import published_table
 
 
 def _trace(fig, name):
-    (t,) = [t for t in fig.data if t.name and t.name.startswith(name)]
+    (t,) = [t for t in fig.data if t.name and t.name.replace("<br>", " ").startswith(name)]
     return t
 
 
