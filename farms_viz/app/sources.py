@@ -6,15 +6,19 @@ No Streamlit here: pages and the compare glue turn widgets into a :class:`Source
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from farms_viz.app import serving
+from farms_viz.app.bounds import quote
 from farms_viz.errors import FarmsError
 from farms_viz.io.sources import fingerprint
 from farms_viz.zoo import registry as zoo
 
 DEFAULT_MODEL = "minilm"
+#: a Hugging Face model id, owner/name (the hub's own character rules, 96 characters a part)
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
 SOURCE_KINDS = {"zoo": "Model zoo", "path": "Local path", "upload": "Upload", "hub": "Hugging Face hub"}
 
 
@@ -71,15 +75,47 @@ def spec_from_param(value: str) -> SourceSpec:
 
 
 def target(spec: SourceSpec):
-    """What to hand to ``analyze``."""
+    """What to hand to ``analyze``. FarmsError for a hub id that is not ``owner/name`` (before the
+    library reads it as a zoo name or a path and answers in command-line words) and for a file
+    that is no longer there."""
     if spec.kind == "zoo":
         return spec.value
-    if spec.kind in ("path", "upload"):
+    if spec.kind == "upload" and not Path(spec.value).exists():
+        raise FarmsError(f"The uploaded {quote(spec.title)} is no longer on the server (the session's upload folder "
+                         "was cleared); upload it again.")
+    if spec.kind == "path":
         p = Path(spec.value).expanduser()
         if not p.exists():
+            if "/" not in spec.value and not p.suffix:  # a word, as a link's ?model=minilmm: meant a zoo name
+                raise FarmsError(zoo.unknown_name_message(spec.value))
             raise FarmsError(f"{p} does not exist; check the path.")
         return str(p)
+    if spec.kind == "hub" and not HUB_ID.match(spec.value):
+        zoo_kind = SOURCE_KINDS["zoo"]
+        where = (f"{quote(spec.value)} ships with farms-viz: choose Source {zoo_kind} and pick it in the Model list."
+                 if spec.value in {n for n, _ in zoo_entries()} else
+                 f"For a model that ships with farms-viz, choose Source {zoo_kind} and pick it in the Model list.")
+        raise FarmsError(f"The Hugging Face model id {quote(spec.value)} is not of the form owner/name (such as "
+                         f"sentence-transformers/all-MiniLM-L6-v2). {where}")
     return spec.value
+
+
+#: characters Markdown or Streamlit (``:red[...]``, ``:material/...:``) act on in an st.error sentence
+_MARKUP = frozenset("\\`*_[]<>#~|$:!{}")
+
+
+def in_user_words(message: str, spec: SourceSpec) -> str:
+    """``message`` in the words of the page: an upload named by the file the visitor uploaded, not by
+    the server's copy (its path in the session's upload folder, or that copy's file name), and
+    the zoo's command-line advice (``farms-viz zoo``) replaced by the web control that lists the
+    models."""
+    if spec.kind == "upload" and spec.label:
+        saved = Path(spec.value)
+        name = "".join("\\" + c if c in _MARKUP else c for c in spec.label)
+        for copy in sorted({str(saved.resolve()), str(saved), saved.name}, key=len, reverse=True):
+            message = message.replace(copy, name)
+        message = message.replace(str(saved.parent), "the upload folder")
+    return message.replace(zoo.ZOO_HINT, f"on Home, choose Source {SOURCE_KINDS['zoo']} to pick one from the list")
 
 
 def content_id(spec: SourceSpec) -> str:

@@ -32,6 +32,7 @@ from farms_viz.app.sources import (  # noqa: F401 (the pages reach these through
     SourceSpec,
     admit,
     content_id,
+    in_user_words,
     source_kinds,
     spec_from_param,
     target,
@@ -93,8 +94,11 @@ def analyze_cached(spec: SourceSpec, settings: Settings) -> Report:
 
     Computing holds a slot of the server's job budget and stops between layers if the visitor has gone.
     """
-    return memo(_store(), cache_key(spec, settings), MAX_REPORTS, f"analysing {quote(spec.title)}",
-                lambda: _compute(spec, settings))
+    try:
+        return memo(_store(), cache_key(spec, settings), MAX_REPORTS, f"analysing {quote(spec.title)}",
+                    lambda: _compute(spec, settings))
+    except FarmsError as e:  # the library names the server's copy of an upload and gives CLI advice
+        raise FarmsError(in_user_words(str(e), spec)) from None
 
 
 def _compute(spec: SourceSpec, settings: Settings) -> Report:
@@ -123,8 +127,24 @@ def _compute(spec: SourceSpec, settings: Settings) -> Report:
 FAVICON = str(Path(__file__).resolve().parents[1] / "data" / "favicon.png")
 
 
+def through_navigation() -> None:
+    """Rerun once through app.py's ``st.navigation`` when Streamlit ran a page without it.
+
+    On a fresh server Streamlit's first run treats the ``pages/`` folder as a v1 multipage app: a
+    page URL opened directly (``/Layer_browser``) runs that page alone and the sidebar lists the
+    main page as "app". The rerun runs app.py, whose navigation keeps the same page (the same
+    url_path, so the same page hash) and names the main page Home.
+    """
+    from streamlit.runtime.pages_manager import PagesManager  # no public switch for the v1 mode
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_config(title: str) -> None:
     """Tab title, icon and wide layout: the same on every page."""
+    through_navigation()
     st.set_page_config(page_title=f"{title} · farms-viz", page_icon=FAVICON, layout="wide")
 
 

@@ -205,10 +205,14 @@ def has_entry(name: str) -> bool:
     return name in _names()
 
 
+#: how the zoo's unknown-name sentence says where the list is; the app says its own control instead
+ZOO_HINT = "run 'farms-viz zoo' to list the models"
+
+
 def unknown_name_message(name: str) -> str:
     close = difflib.get_close_matches(name, _names(), n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"{name!r} is neither a zoo model nor an existing path ({hint}run 'farms-viz zoo' to list the models)."
+    return f"{name!r} is neither a zoo model nor an existing path ({hint}{ZOO_HINT})."
 
 
 def open_zoo(name: str) -> Source:

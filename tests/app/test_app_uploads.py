@@ -119,3 +119,17 @@ def test_the_app_saves_to_the_session_folder_and_release_deletes_it():
     p = f.save("home", "id", "w.pt", io.BytesIO(b"x"), 1, 1)
     appserver._release_uploads(f)
     assert not p.exists() and not f.path.exists()
+
+
+def test_an_upload_error_names_the_uploaded_file_not_the_servers_copy():
+    """The file is saved as ``home-my_text.safetensors`` in the session's upload folder; the page's
+    sentence names ``my text.safetensors``, as the visitor chose it."""
+    from appkit import ok, small_app
+
+    at = ok(small_app().run())
+    at.radio(key="w_pick_kind").set_value("upload").run()
+    at.get("file_uploader")[0].upload("my text.safetensors", b'{"not": "weights"}\n')
+    ok(at.run())
+    (err,) = [e.value for e in at.error]
+    assert "my text.safetensors is a text file" in err
+    assert "home-my_text" not in err and PREFIX not in err and "/" not in err.split(" is a text file")[0]
