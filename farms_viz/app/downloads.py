@@ -87,9 +87,8 @@ def chart_config(*parts) -> dict:
 def download(container, label: str, data, stem: str, suffix: str, key: str, **kw):
     """A download button in ``container`` for ``data`` (bytes, or a callable that makes them on the
     click, for files that are large or slow to make), named ``stem`` + ``suffix`` (``stem`` is
-    a :func:`safe_name`); a deferred one does not rerun the page."""
-    if callable(data):
-        kw.setdefault("on_click", "ignore")
+    a :func:`safe_name`). A click does not rerun the page (nothing on it changes)."""
+    kw.setdefault("on_click", "ignore")
     return container.download_button(label, data, key=key, file_name=stem + suffix, mime=MIME[suffix], **kw)
 
 
