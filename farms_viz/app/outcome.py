@@ -110,7 +110,9 @@ def apply_and_measure(spec=None, epsilon: float = 0.3) -> None:
     st.caption("Prune a model farms-viz can evaluate with each allocation — uniform S, AlphaPruning from raw α, "
                f"AlphaPruning from FARMS α (ε = {epsilon:g}; transformers: only the layers inside blocks) — and "
                "measure it: held-out perplexity (tinylm, lower is better), test accuracy (digits), or MiniLM's "
-               "agreement with its dense self (mean cosine of sentence embeddings: a proxy, not a task score).")
+               "agreement with its dense self (mean cosine of sentence embeddings: a proxy, not a task score). "
+               "Each model is analysed with the paper's preset (llm for tinylm and MiniLM, cnn for the digits "
+               "nets), not with the sidebar's settings.")
     with st.container(border=True):
         c = st.columns([2, 2, 4, 1], vertical_alignment="bottom")
         model = persisted(c[0].selectbox, "Model", "am_model", options=list(MODELS),
@@ -128,7 +130,7 @@ def apply_and_measure(spec=None, epsilon: float = 0.3) -> None:
         persisted(c[3].number_input, "Seeds", "am_seeds", min_value=1, max_value=top, step=1,
                   help=f"Training seeds to average over (at most {top} for {model}"
                        + ("; on this shared server only seeds already trained)." if served else ")."))
-        b = st.columns([1, 2, 3], vertical_alignment="center")
+        b = st.columns([2, 3, 3], vertical_alignment="center")
         b[0].button("Apply and measure", key="am_run", type="primary", on_click=_run, args=(epsilon,),
                     disabled=not s["am_levels"], width="stretch")
         b[1].button("Example: the miniature language model", key="am_example", on_click=_example, args=(epsilon,),

@@ -32,9 +32,17 @@ def _fill(color: str, alpha: float = 0.16) -> str:
 def _band(x, lo, hi, key: str, name: str) -> go.Scatter:
     """A closed polygon from ``lo`` (left to right) back along ``hi``: the spread of one line."""
     x, lo, hi = (np.asarray(v, float) for v in (x, lo, hi))
-    return go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([lo, hi[::-1]]), fill="toself",
+    return go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([lo, hi[::-1]]), mode="lines", fill="toself",
                       fillcolor=_fill(LINE_COLORS[key]), line=dict(width=0), hoverinfo="skip", showlegend=False,
                       name=f"{name}: spread", meta=f"{key} band", legendgroup=key)
+
+
+def _small(text: str) -> str:
+    return f"<span style='font-size:12px'>{text}</span>"
+
+
+def _spread(band: str, n: int) -> str:
+    return f"band: {BANDS[band].replace('seeds', f'{n} seeds')}" if n > 1 else "one seed"
 
 
 def _bounds(g: pd.DataFrame, band: str) -> tuple[np.ndarray, np.ndarray]:
@@ -82,11 +90,9 @@ def outcome_chart(summary: pd.DataFrame, band: str = "minmax", log_y: bool | Non
                                  line=dict(color=INK, dash="dot", width=1.2), hoverinfo="skip"))
     model = str(s["model"].iloc[0]) if len(s) else ""
     method = str(s["method"].iloc[0]) if len(s) else ""
-    spread = f"band: {BANDS[band]}, n = {n}" if n > 1 else "one seed"
     return make_figure(traces, base_layout(
-        title or f"{model} pruned with {method}: {metric} vs sparsity ({spread})", height=440,
-        xaxis=dict(title=dict(text="target sparsity S (fraction of the allocated layers' weights removed)"),
-                   tickformat=".2f"),
+        title or f"{model} pruned with {method}<br>{_small(f'{metric} vs sparsity; ' + _spread(band, n))}",
+        height=440, xaxis=dict(title=dict(text="target sparsity S"), tickformat=".2f"),
         yaxis=dict(title=dict(text=metric + (" (log scale)" if log_y else "")), type="log" if log_y else "linear"),
         shapes=shapes,
     ))
@@ -113,8 +119,8 @@ def curves_chart(summary: pd.DataFrame, band: str = "minmax", title: str | None 
             marker=dict(size=6), customdata=np.stack([g["min"], g["max"]], axis=1),
             hovertemplate=(f"<b>{name}</b><br>epoch %{{x}}: accuracy %{{y:.4f}}"
                            "<br>min %{customdata[0]:.4f} · max %{customdata[1]:.4f}<extra></extra>")))
-    spread = f"band: {BANDS[band]}, n = {n}" if n > 1 else "one seed"
     return make_figure(traces, base_layout(
-        title or f"Test accuracy while training, uniform lr vs TempBalance ({spread})", height=420,
+        title or f"Test accuracy while training<br>{_small('uniform lr vs TempBalance; ' + _spread(band, n))}",
+        height=420,
         xaxis=dict(title=dict(text="epoch"), dtick=1), yaxis=dict(title=dict(text="test accuracy"), tickformat=".2f"),
     ))
