@@ -168,8 +168,9 @@ def matrix_view() -> None:
     for col, which in ((c_raw, "raw"), (c_farms, "farms")):
         side = sp.side(which)
         esd, mp, th = side.esd, side.mp, res.theory(which)
-        title = (f"Raw: whole {sp.rows} × {sp.cols} matrix" if which == "raw"
-                 else f"FARMS: {g.n_windows} windows of {g.h} × {g.w}")
+        # two short lines: a lab chart is ~178 px wide at 1024 px (20 characters of title text)
+        title = (f"Raw: the whole<br>{sp.rows} × {sp.cols} matrix" if which == "raw"
+                 else f"FARMS: {g.n_windows} windows<br>of {g.h} × {g.w}")
         chart(col, figures_lab.lab_esd(esd, th, mp, which, log_x=log_x, title=title), f"lab_esd_{which}", lines,
               (*file, f"esd-{which}"), chars=LAB_CHARS)
     with c_txt:
@@ -184,7 +185,7 @@ def matrix_view() -> None:
     for col, which in ((c_raw, "raw"), (c_farms, "farms")):
         side = sp.side(which)
         fit, esd = side.fit, side.esd
-        chart(col, figures.tail_ccdf(esd, fit, which, title=f"Tail {figures.NAMES[which]}: CCDF and power-law fit"),
+        chart(col, figures.tail_ccdf(esd, fit, which, title=f"Tail {figures.NAMES[which]}:<br>CCDF, power-law fit"),
               f"lab_tail_{which}", lines, (*file, f"tail-{which}"), chars=LAB_CHARS)
     with c_txt:
         teach(ALPHA_TEXT, ALPHA_LATEX, ALPHA_AFTER)
