@@ -47,6 +47,8 @@ def test_home_shows_summary_for_default_model(app_page, artifacts):
 def test_overview_renders_charts(app_page, artifacts):
     page = app_page
     _nav(page, "Model overview")
+    # the page's last heading: Home's two charts are still there for a moment after the click
+    page.get_by_text("Diagnosis raw vs FARMS").wait_for(timeout=120_000)
     page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)
     idle(page)
     no_exceptions(page)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from browserkit import VIEWPORT, idle, no_exceptions
+from playwright.sync_api import expect
 
 from farms_viz.cli import main as cli
 
@@ -36,7 +37,7 @@ def _warnings(page) -> list[str]:
 def test_allocations_link_reopens_tempbalance_with_sqrt(browser, streamlit_server):
     ctx, page = _open(browser, f"{streamlit_server}/Allocations?model={SMALL}&ops=3&scheme=tempbalance&map=sqrt")
     _settle(page, page.get_by_text("lr range, FARMS α"))
-    assert page.get_by_role("radio", name="TempBalance — learning rate per layer").is_checked()
+    expect(page.get_by_role("radio", name="TempBalance — learning rate per layer")).to_be_checked()
     assert page.get_by_text("--scheme tempbalance --lr 0.001 --map sqrt").count() == 1
     assert "scheme=tempbalance" in page.url and "map=sqrt" in page.url
     assert _warnings(page) == []
@@ -46,7 +47,7 @@ def test_allocations_link_reopens_tempbalance_with_sqrt(browser, streamlit_serve
 def test_compare_link_reopens_the_series_view(browser, streamlit_server):
     ctx, page = _open(browser, f"{streamlit_server}/Compare?ops=3&view=series&series=cnn")
     _settle(page, page.get_by_text("digits-cnn: 5 checkpoints"))
-    assert page.get_by_role("radio", name="Series (a training run)").is_checked()
+    expect(page.get_by_role("radio", name="Series (a training run)")).to_be_checked()
     page.locator(".js-plotly-plot").nth(2).wait_for(timeout=LOAD_MS)
     assert page.locator(".js-plotly-plot").count() == 3
     assert "view=series" in page.url and "series=cnn" in page.url
@@ -56,7 +57,7 @@ def test_compare_link_reopens_the_series_view(browser, streamlit_server):
 def test_browser_link_reopens_the_layer_on_a_linear_axis(browser, streamlit_server):
     ctx, page = _open(browser, f"{streamlit_server}/Layer_browser?model={SMALL}&ops=3&layer=fc2&logx=0")
     _settle(page, page.locator(".js-plotly-plot").first)
-    assert not page.get_by_role("switch", name="log-x ESD").is_checked()
+    expect(page.get_by_role("switch", name="log-x ESD")).not_to_be_checked()
     assert page.get_by_text("fc2 · linear").count() >= 1
     assert "logx=0" in page.url and "layer=fc2" in page.url
     axis = page.locator(".js-plotly-plot").first.evaluate("e => e.layout.xaxis.type")
@@ -66,8 +67,10 @@ def test_browser_link_reopens_the_layer_on_a_linear_axis(browser, streamlit_serv
 
 def test_overview_link_reopens_the_filter(browser, streamlit_server):
     ctx, page = _open(browser, f"{streamlit_server}/Model_overview?model={SMALL}&ops=3&filter=fc%5B12%5D")
-    _settle(page, page.get_by_text("2 of 3 layers"))
-    assert page.get_by_role("textbox", name="Filter layers by name (regular expression)").input_value() == "fc[12]"
+    box = page.get_by_role("textbox", name="Filter layers by name (regular expression)")
+    _settle(page, box)
+    expect(box).to_have_value("fc[12]", timeout=LOAD_MS)
+    expect(page.get_by_text("2 of 3 layers.", exact=False).first).to_be_visible()
     assert "filter=fc%5B12%5D" in page.url
     ctx.close()
 
