@@ -32,8 +32,9 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "q": (0.001, 1000.0),
     "ops": (1, 64),
     "conv_norm": (1e-6, 1e6),
+    "seed": (0, 2**32 - 1),
 }
-_WHOLE = ("window", "ops")
+_WHOLE = ("window", "ops", "seed")
 
 
 def in_bounds(name: str, value, low: float, high: float, whole: bool | None = None):
@@ -66,6 +67,9 @@ class Settings:
                or ``grid`` (the window grid on every kernel slice, one pooled ESD).
     device     ``cpu`` or ``cuda`` for the linear algebra.
     include_embeddings  analyse embedding matrices too (skipped by default).
+    randomize  also the ESD of the element-wise shuffled matrix (WeightWatcher's randomize=True:
+               rand_* columns, correlation traps), raw and through the FARMS windows.
+    seed       the shuffle's seed (numpy's default_rng): the same seed, the same randomized ESD.
     """
 
     fit: str = "xmin_peak"
@@ -77,6 +81,8 @@ class Settings:
     conv_rule: str = "release"
     device: str = "cpu"
     include_embeddings: bool = False
+    randomize: bool = True
+    seed: int = 0
 
     def __post_init__(self):
         if self.fit not in FITS:
@@ -125,6 +131,7 @@ class Settings:
                  f"conv_norm {self.conv_norm:g}", f"device {self.device}"]
         if self.include_embeddings:
             words.append("embeddings included")
+        words.append(f"randomized ESD seed {self.seed}" if self.randomize else "no randomized ESD")
         return " · ".join(words)
 
     def key(self) -> str:

@@ -17,6 +17,7 @@ from farms_viz.analyses.allocate import alphapruning, movers, tempbalance
 from farms_viz.analyses.diagnosis import fmt_number, summarize
 from farms_viz.analyses.trend import TrendPair, trend_pair
 from farms_viz.errors import FarmsError
+from farms_viz.pipeline.schema import window_is_whole
 from farms_viz.settings import Settings
 
 #: the Allocations page's defaults, which the Home page's sentence about allocations uses
@@ -24,29 +25,9 @@ ALPHAPRUNING = dict(sparsity=0.7, epsilon=0.3)
 TEMPBALANCE = dict(lr=1.0)
 
 
-def _window_shape(row, settings: Settings) -> tuple[float, float]:
-    """The FARMS window of a row: the table's, or (published tables) the settings' capped one."""
-    wr, wc = float(row.get("window_rows", math.nan)), float(row.get("window_cols", math.nan))
-    if math.isfinite(wr) and math.isfinite(wc):
-        return wr, wc
-    short = min(float(row["rows"]), float(row["cols"]))
-    w = min(float(settings.window), short)
-    return w, min(max(1.0, math.floor(w * settings.q)), max(float(row["rows"]), float(row["cols"])))
-
-
 def whole_matrix_window(table: pd.DataFrame, settings: Settings) -> np.ndarray:
-    """Per layer: its FARMS window is the whole matrix (one window), so raw and FARMS see the same
-    ESD and FARMS cannot change alpha (for conv layers: the whole kernel slice)."""
-    out = []
-    for _, r in table.iterrows():
-        try:
-            wr, wc = _window_shape(r, settings)
-            rows, cols = float(r["rows"]), float(r["cols"])
-        except (KeyError, TypeError, ValueError):
-            out.append(False)
-            continue
-        out.append(bool(wr * wc >= rows * cols))
-    return np.array(out, dtype=bool)
+    """Per layer: its FARMS window is the whole matrix (see pipeline.schema.window_is_whole)."""
+    return window_is_whole(table, settings)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,12 @@ from farms_viz.io.tables import write_table
 from farms_viz.pipeline.layer import analyze_layer
 from farms_viz.pipeline.layerfilter import compile_filter, filter_names
 from farms_viz.pipeline.ray import analyze_refs
-from farms_viz.pipeline.schema import COLUMNS, LayerSpectra, Progress
+from farms_viz.pipeline.schema import COLUMNS, SUMMARY_METRICS, LayerSpectra, Progress, window_is_whole
 from farms_viz.pipeline.sources import open_source
 from farms_viz.settings import Settings
+
+#: the status of published-metrics rows (zoo.registry.PUBLISHED_STATUS; pipeline cannot import the zoo)
+PUBLISHED_OK = "published alphas (no weights)"
 
 
 @dataclass
@@ -36,6 +39,29 @@ class Report:
         if name not in self.spectra:
             raise FarmsError(f"layer {name!r} has no spectra in this report.")
         return self.spectra[name]
+
+    def summary(self) -> pd.DataFrame:
+        """WeightWatcher's ``get_summary()``, raw and FARMS: for each metric (alpha, alpha_hat and
+        pipeline.metrics.METRICS) the mean over the analysed layers (status ok), and the same over
+        the layers FARMS can change (its window is not the whole matrix). Columns: metric, raw,
+        farms, raw_changeable, farms_changeable, n_layers, n_changeable."""
+        t = self.table
+        ok = t["status"].fillna("ok").isin(["ok", PUBLISHED_OK]) if "status" in t else pd.Series(True, t.index)
+        t = t[ok.to_numpy() | self.metrics_only]
+        change = ~window_is_whole(t, self.settings)
+        rows = []
+        for m in SUMMARY_METRICS:
+            cols = [f"{m}_raw", f"{m}_farms"]
+            if not all(c in t for c in cols):
+                continue
+            v = t[cols].apply(pd.to_numeric, errors="coerce")
+            if v.isna().all().all():
+                continue
+            rows.append({"metric": m, "raw": v[cols[0]].mean(), "farms": v[cols[1]].mean(),
+                         "raw_changeable": v[cols[0]][change].mean(), "farms_changeable": v[cols[1]][change].mean()})
+        out = pd.DataFrame(rows, columns=["metric", "raw", "farms", "raw_changeable", "farms_changeable"])
+        out["n_layers"], out["n_changeable"] = len(t), int(change.sum())
+        return out
 
     def save(self, path: str) -> None:
         """Write the table as .csv or .json."""

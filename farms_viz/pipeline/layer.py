@@ -21,6 +21,7 @@ from farms_viz.core.spectra import WindowGrid, conv_block_esds, esd, farms_esd
 from farms_viz.errors import FarmsError
 from farms_viz.io.cache import LayerCache, tensor_key
 from farms_viz.io.refs import TensorRef
+from farms_viz.pipeline.metrics import RandSide, layer_metrics
 from farms_viz.pipeline.schema import COLUMNS, THUMB_SIDE, LayerSpectra
 from farms_viz.settings import Settings
 
@@ -124,18 +125,25 @@ def _analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None)
         mp_sigma_raw=mr.sigma, mp_sigma_farms=mf.sigma,
         n_spikes_raw=mr.n_spikes, n_spikes_farms=mf.n_spikes / n_windows,
     )
+    extra, rand_raw, rand_farms = layer_metrics(mats.slices, e_raw, e_farms, fr.alpha, ff.alpha, (grid.h, grid.w),
+                                                n_windows, side.blocks, settings)
+    row.update(extra)
     statuses = [s for s in (fr.status, ff.status) if s != "ok"]
     if statuses:
         row["status"] = "; ".join(dict.fromkeys(statuses))
     row["seconds"] = time.perf_counter() - t0
     spec = LayerSpectra(ref.layer, mats.kind, mats.rows, mats.cols, e_raw, e_farms, fr, ff, mr, mf, grid,
-                        thumbnail(mats.slices[0]), side.blocks, side.block_esds)
+                        thumbnail(mats.slices[0]), side.blocks, side.block_esds, rand_raw, rand_farms)
     if key is not None:
         sizes = [int(b.size) for b in side.block_esds]
+        rand = [None if r is None else {"bulk_max": r.bulk_max, "spike_edge": r.spike_edge, "n_traps": r.n_traps}
+                for r in (rand_raw, rand_farms)]
         cache.put(key, {"row": row, "kind": spec.kind, "fits": [asdict(fr), asdict(ff)],
-                        "mp": [asdict(mr), asdict(mf)], "grid": asdict(grid), "block_sizes": sizes},
+                        "mp": [asdict(mr), asdict(mf)], "grid": asdict(grid), "block_sizes": sizes, "rand": rand},
                   {"esd_raw": e_raw, "esd_farms": e_farms, "thumbnail": spec.thumbnail,
-                   "esd_blocks": np.concatenate(side.block_esds) if sizes else np.zeros(0)})
+                   "esd_blocks": np.concatenate(side.block_esds) if sizes else np.zeros(0),
+                   "rand_raw": rand_raw.esd if rand_raw is not None else np.zeros(0),
+                   "rand_farms": rand_farms.esd if rand_farms is not None else np.zeros(0)})
     return row, spec
 
 
@@ -225,7 +233,8 @@ def _from_cache(ref: TensorRef, row: dict, record: dict, arrays: dict, settings:
         ok = isinstance(v, str) if k in _TEXT_COLUMNS else v is None or type(v) in (int, float)
         if not ok:
             raise ValueError(f"the cached row's {k} has type {type(v).__name__}")
-    for name, ndim in (("esd_raw", 1), ("esd_farms", 1), ("thumbnail", 2), ("esd_blocks", 1)):
+    for name, ndim in (("esd_raw", 1), ("esd_farms", 1), ("thumbnail", 2), ("esd_blocks", 1), ("rand_raw", 1),
+                       ("rand_farms", 1)):
         a = arrays[name]
         if a.ndim != ndim or a.dtype.kind != "f":
             raise ValueError(f"the cached {name} is not a {ndim}-D float array")
@@ -241,9 +250,21 @@ def _from_cache(ref: TensorRef, row: dict, record: dict, arrays: dict, settings:
             or sum(sizes) != arrays["esd_blocks"].size:
         raise ValueError("the cached block sizes do not match the cached block eigenvalues")
     block_esds = tuple(np.split(arrays["esd_blocks"], np.cumsum(sizes)[:-1])) if sizes else ()
+    rand = record["rand"]
+    if not isinstance(rand, list) or len(rand) != 2:
+        raise ValueError("the cached randomized sides are not a pair")
+    sides = []
+    for which, r in zip(("raw", "farms"), rand):
+        if r is None:
+            sides.append(None)
+            continue
+        if not isinstance(r, dict) or not all(type(r.get(k)) in (int, float) for k in ("bulk_max", "spike_edge")) \
+                or type(r.get("n_traps")) is not int:
+            raise ValueError("a cached randomized side is malformed")
+        sides.append(RandSide(arrays[f"rand_{which}"], float(r["bulk_max"]), float(r["spike_edge"]), r["n_traps"]))
     spec = LayerSpectra(ref.layer, record["kind"], int(row["rows"]), int(row["cols"]), arrays["esd_raw"],
                         arrays["esd_farms"], fr, ff, mr, mf, grid, arrays["thumbnail"],
-                        uses_blocks(record["kind"], settings), block_esds)
+                        uses_blocks(record["kind"], settings), block_esds, *sides)
     return row, spec
 
 

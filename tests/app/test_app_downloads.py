@@ -94,7 +94,7 @@ def test_full_table_download_is_what_the_cli_writes(tmp_path, files):
     cli_csv = (tmp_path / "t.csv").read_bytes()
     assert data.splitlines()[0] == cli_csv.splitlines()[0]  # the same columns, in the same order
     app_t, cli_t = pd.read_csv(io.BytesIO(data)), pd.read_csv(io.BytesIO(cli_csv))
-    assert len(app_t.columns) == 31 and {"xmin_raw", "D_farms", "stable_rank", "n_spikes_raw", "status"} <= set(app_t)
+    assert {"xmin_raw", "D_farms", "stable_rank", "n_spikes_raw", "status"} <= set(app_t)
     pd.testing.assert_frame_equal(app_t.drop(columns="seconds"), cli_t.drop(columns="seconds"))
     name, data = files["ov_full_json"]
     assert name == "digits-mlp_30-farms-table.json"
