@@ -120,13 +120,18 @@ st.dataframe(
     diag.style.apply(_highlight, axis=1).format({"aspect_ratio": "{:.2f}", "alpha_raw": "{:.2f}",
                                                  "alpha_farms": "{:.2f}"}, na_rep="–"),
     hide_index=True, width="stretch", key="ov_table",
+    # widths in px that hold their values: all ten columns fit a 1440 px window (a "large" layer
+    # column pushed 'flipped' and 'trust' out of view); the layer stays pinned when it scrolls
     column_config={
-        "layer": st.column_config.TextColumn("layer", width="large"),
-        "aspect_ratio": st.column_config.NumberColumn("aspect ratio"),
-        "alpha_raw": st.column_config.NumberColumn("α raw"),
-        "alpha_farms": st.column_config.NumberColumn("α FARMS"),
-        "label_raw": "diagnosis raw", "label_farms": "diagnosis FARMS",
-        "flipped": st.column_config.CheckboxColumn("flipped"),
+        "layer": st.column_config.TextColumn("layer", width=240, pinned=True),
+        "kind": st.column_config.TextColumn("kind", width=55),
+        "shape": st.column_config.TextColumn("shape", width=85),
+        "aspect_ratio": st.column_config.NumberColumn("aspect ratio", width=85),
+        "alpha_raw": st.column_config.NumberColumn("α raw", width=55),
+        "alpha_farms": st.column_config.NumberColumn("α FARMS", width=70),
+        "label_raw": st.column_config.TextColumn("diagnosis raw", width=105),
+        "label_farms": st.column_config.TextColumn("diagnosis FARMS", width=120),
+        "flipped": st.column_config.CheckboxColumn("flipped", width=55),
         "trust": st.column_config.TextColumn("trust", help="Fits on fewer than 50 eigenvalues (per block for "
                                              "conv blocks) or a tail under 10: a rough reading."),
     },

@@ -15,7 +15,7 @@ from farms_viz.pipeline.schema import SIDES
 from farms_viz.settings import FITS
 
 #: a half-width chart's context line holds this many characters at 1024 px (12 px text, ~260 px)
-HALF_CHARS = 40
+HALF_CHARS = 36
 
 app.page_setup("Layer browser")
 report = app.load_report()

@@ -161,10 +161,12 @@ def matrix_view() -> None:
     lines, file = lab_st.matrix_context(spec, sp.rows, sp.cols, name)
 
     st.subheader("1 · The spectrum and the Marchenko–Pastur law")
-    c_raw, c_farms, c_txt = st.columns([2, 2, 1.65], gap="medium")
-    with c_txt:
-        log_x = W(st.toggle, "log-scale λ axis", "log",
-                  help="Heavy-tailed spectra span decades; a log axis shows them whole.")
+    log_x = W(st.toggle, "log-scale λ axis", "log",
+              help="Heavy-tailed spectra span decades; a log axis shows them whole.")
+    # the two charts side by side, their text under them (a third column left each chart ~180 px
+    # wide at a 1024 px window: titles, axis titles and legends cut off, the formulas too)
+    c_raw, c_farms = st.columns(2, gap="medium")
+    c_txt = st.container()
     for col, which in ((c_raw, "raw"), (c_farms, "farms")):
         side = sp.side(which)
         esd, mp, th = side.esd, side.mp, res.theory(which)
@@ -181,7 +183,8 @@ def matrix_view() -> None:
                     "The entry variance of an uploaded matrix is unknown; the curve is an MP law fitted to its bulk.")
 
     st.subheader("2 · The tail and α")
-    c_raw, c_farms, c_txt = st.columns([2, 2, 1.65], gap="medium")
+    c_raw, c_farms = st.columns(2, gap="medium")
+    c_txt = st.container()
     for col, which in ((c_raw, "raw"), (c_farms, "farms")):
         side = sp.side(which)
         fit, esd = side.fit, side.esd

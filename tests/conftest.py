@@ -104,6 +104,13 @@ def served_server():
     yield from _serve("streamlit-served.log", FARMS_VIZ_SERVED="1", FARMS_VIZ_JOBS="1")
 
 
+@pytest.fixture(scope="module")
+def fresh_server():
+    """A server no page has been opened on before this module's first request (what a page URL
+    opened first shows), for its module only."""
+    yield from _serve("streamlit-fresh.log")
+
+
 def _mk_artifacts() -> bool:
     ARTIFACTS.mkdir(exist_ok=True)
     return True

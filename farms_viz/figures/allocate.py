@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from farms_viz.analyses.allocate import Allocation, check_table, group_by_block
 from farms_viz.analyses.blocks import block_ids, matrix_role
-from farms_viz.figures.style import COLORS, FARMS_COLOR, INK, NAMES, RAW_COLOR, base_layout, make_figure
+from farms_viz.figures.style import COLORS, FARMS_COLOR, INK, NAMES, RAW_COLOR, WIDE_PX, base_layout, make_figure
 
 LABELS = {"ratio": "sparsity (fraction pruned)", "lr": "learning rate"}
 SCHEME_NAMES = {"alphapruning": "AlphaPruning", "tempbalance": "TempBalance"}
@@ -89,7 +89,7 @@ def allocation_chart(alloc: Allocation, table: pd.DataFrame, title: str | None =
     pad = max((hi - lo) * 0.08, abs(hi) * 0.01, 1e-12)
     x_common = dict(range=[-0.8, len(x) - 0.2], showgrid=False, zeroline=False)
     return make_figure(traces, base_layout(
-        title or f"{SCHEME_NAMES[alloc.scheme]}: {LABELS[value]} per layer, from raw vs FARMS α", height=560,
+        title or f"{SCHEME_NAMES[alloc.scheme]}: {LABELS[value]} per layer, from raw vs FARMS α", height=560, width=WIDE_PX,
         shapes=shapes, annotations=notes, barmode="relative", bargap=0.15,
         xaxis=dict(**x_common, anchor="y", showticklabels=False, tickmode=xaxis["tickmode"],
                    tickvals=xaxis["tickvals"]),
@@ -98,7 +98,7 @@ def allocation_chart(alloc: Allocation, table: pd.DataFrame, title: str | None =
                    tickformat=".2f" if value == "ratio" else ".2~g"),
         yaxis2=dict(domain=[0.0, 0.27], title=dict(text="FARMS − raw"), zeroline=True, zerolinecolor="#9AA5B1",
                     tickformat="+.2f" if value == "ratio" else "+.1~e"),
-    ))
+    ), width=WIDE_PX)
 
 
 def _ref_shape_and_legend(alloc: Allocation) -> tuple[dict, go.Scatter]:
@@ -124,10 +124,10 @@ def block_chart(summary: pd.DataFrame, alloc: Allocation, title: str | None = No
             hovertemplate=f"block %{{x}}<br>{NAMES[w]}: %{{y:{f}}}<br>FARMS − raw %{{customdata:+{f}}}<extra></extra>"))
     shape, legend = _ref_shape_and_legend(alloc)
     return make_figure(traces + [legend], base_layout(
-        title or f"Per block: parameter-weighted mean {LABELS[value]}", height=400, shapes=[shape],
+        title or f"Per block: parameter-weighted mean {LABELS[value]}", height=400, shapes=[shape], width=WIDE_PX,
         xaxis=dict(type="category", title=dict(text="transformer block"), showline=True),
         yaxis=dict(title=dict(text=LABELS[value])),
-    ))
+    ), width=WIDE_PX)
 
 
 def group_chart(alloc: Allocation, table: pd.DataFrame, title: str | None = None) -> go.Figure:
@@ -150,10 +150,10 @@ def group_chart(alloc: Allocation, table: pd.DataFrame, title: str | None = None
                 hovertemplate=f"block %{{x}} {grp} · {NAMES[w]}: %{{y:{f}}}<extra></extra>"))
     shape, legend = _ref_shape_and_legend(alloc)
     return make_figure(traces + [legend], base_layout(
-        title or f"Attention vs MLP matrices per block: mean {LABELS[value]}", height=420, shapes=[shape],
+        title or f"Attention vs MLP matrices per block: mean {LABELS[value]}", height=420, shapes=[shape], width=WIDE_PX,
         xaxis=dict(type="category", title=dict(text="transformer block"), showline=True),
         yaxis=dict(title=dict(text=LABELS[value])),
-    ))
+    ), width=WIDE_PX)
 
 
 def delta_heatmap(alloc: Allocation, table: pd.DataFrame, title: str | None = None) -> go.Figure:
@@ -184,9 +184,9 @@ def delta_heatmap(alloc: Allocation, table: pd.DataFrame, title: str | None = No
         hovertemplate=f"<b>%{{customdata}}</b><br>FARMS − raw %{{z:+{f}}}<extra></extra>")
     return make_figure([trace], base_layout(
         title or f"FARMS − raw {LABELS[alloc.value]} per matrix and block (blue: FARMS higher, orange: raw higher)",
-        height=max(300, 130 + 34 * len(roles)), legend_top=False,
+        height=max(300, 130 + 34 * len(roles)), legend_top=False, width=WIDE_PX,
         xaxis=dict(type="category", title=dict(text="transformer block"), showgrid=False, tickangle=0,
                    nticks=17),
         yaxis=dict(type="category", autorange="reversed", showgrid=False),
-    ))
+    ), width=WIDE_PX)
 

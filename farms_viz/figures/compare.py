@@ -16,7 +16,18 @@ from plotly.subplots import make_subplots
 from farms_viz.analyses.compare import ONLY_A, ONLY_B, change_text, series_wide
 from farms_viz.analyses.diagnosis import BAND_EDGES, BANDS
 from farms_viz.core.fits import nonzero_eigs
-from farms_viz.figures.style import COLORS, INK, MUTED, NAMES, base_layout, ccdf_points, histogram_density, rgba
+from farms_viz.figures.style import (
+    COLORS,
+    INK,
+    MUTED,
+    NAMES,
+    WIDE_PX,
+    base_layout,
+    ccdf_points,
+    histogram_density,
+    make_figure,
+    rgba,
+)
 
 CHANGED_FILL = "#FFF1DB"  # the overview table's highlight for a changed diagnosis
 #: alpha colour scale for heatmaps, 0..8: red (over-trained) | green (well-trained, darkest at 4) | grey (under)
@@ -72,15 +83,15 @@ def delta_bars(cmp: pd.DataFrame, label_a: str = "A", label_b: str = "B",
     m = max(0.5, float(np.abs(d).max()) * 1.12) if d.size else 1.0
     row_px = 24 if n <= 40 else (18 if n <= 120 else 13)
     tick_size = 12 if n <= 40 else (11 if n <= 120 else 9)
-    return go.Figure(data=traces, layout=base_layout(
+    return make_figure(traces, base_layout(
         title, height=max(320, 150 + row_px * n), barmode="group", bargap=0.25, bargroupgap=0.05,
-        shapes=shapes,
+        shapes=shapes, width=WIDE_PX,
         yaxis=dict(autorange="reversed", type="category", tickfont=dict(size=tick_size), showgrid=False,
                    tickmode="array", tickvals=y, ticktext=ticktext),
         xaxis=dict(range=[-m, m], zeroline=False, showline=True,
                    title=dict(text=f"Δα = α({label_b}) − α({label_a})<br>"
                                    "◀ heavier tail in B        lighter tail in B ▶")),
-    ))
+    ), width=WIDE_PX)
 
 
 def alpha_scatter(cmp: pd.DataFrame, label_a: str = "A", label_b: str = "B",
@@ -122,7 +133,7 @@ def alpha_scatter(cmp: pd.DataFrame, label_a: str = "A", label_b: str = "B",
     if len(t):
         notes.append(dict(xref="paper", yref="paper", x=0.02, y=0.91, xanchor="left", yanchor="top",
                           showarrow=False, text="outlined: diagnosis changes", font=dict(size=11, color=MUTED)))
-    return go.Figure(data=traces, layout=base_layout(
+    return make_figure(traces, base_layout(
         title, height=540, shapes=shapes, annotations=notes, legend_top=False,
         xaxis=dict(range=[lo, hi], title=dict(text=f"α of A ({label_a})"), showline=True, zeroline=False),
         yaxis=dict(range=[lo, hi], title=dict(text=f"α of B ({label_b})"), zeroline=False),
@@ -206,7 +217,7 @@ def esd_overlay(spec_a, spec_b, label_a: str = "A", label_b: str = "B", bins: in
     fig.update_yaxes(type="log", dtick="D2", row=2, col=2)
     for ann in fig.layout.annotations:  # subplot titles: left-aligned, in the raw/FARMS colour
         ann.update(font=dict(size=13, color=COLORS["raw"] if "raw" in ann.text else COLORS["farms"]))
-    lay = base_layout(title or "ESDs of A and B", height=820, legend_top=False)
+    lay = base_layout(title or "ESDs of A and B", height=820, legend_top=False, width=WIDE_PX)
     lay["legend"].update(y=-0.1)
     fig.update_layout(**lay)
     return fig
@@ -256,7 +267,7 @@ def series_lines(long: pd.DataFrame, title: str = "α per layer across training"
         fig.update_xaxes(title_text=unit, row=nrows, col=c)
     for ann in fig.layout.annotations:
         ann.update(font=dict(size=12, color=INK))
-    lay = base_layout(title, height=150 + 260 * nrows)
+    lay = base_layout(title, height=150 + 260 * nrows, width=WIDE_PX)
     lay["legend"].update(yref="container", y=1, yanchor="top", xanchor="right", x=1)
     fig.update_layout(**lay)
     return fig
@@ -295,12 +306,12 @@ def series_mean_figure(mean: pd.DataFrame, title: str = "Mean α over layers acr
     hi = max(6.5, float(allv.max()) * 1.1) if allv.size else 7.5
     shapes = [dict(type="rect", xref="paper", yref="y", x0=0, x1=1, y0=lo, y1=min(up, hi), fillcolor=color,
                    opacity=0.45, line_width=0, layer="below") for lo, up, _, color in BANDS if lo < hi]
-    return go.Figure(data=traces, layout=base_layout(
-        title, height=400, shapes=shapes,
+    return make_figure(traces, base_layout(
+        title, height=400, shapes=shapes, width=WIDE_PX,
         xaxis=dict(type="category", categoryorder="array", categoryarray=x, showline=True,
                    title=dict(text="checkpoint")),
         yaxis=dict(range=[0, hi], title=dict(text="mean α over layers (band: ± 1 std)"), zeroline=False),
-    ))
+    ), width=WIDE_PX)
 
 
 def series_heatmap(long: pd.DataFrame, title: str = "α per layer (rows) and checkpoint (columns)") -> go.Figure:
@@ -330,7 +341,7 @@ def series_heatmap(long: pd.DataFrame, title: str = "α per layer (rows) and che
     fig.update_xaxes(type="category", showgrid=False, side="bottom")
     for ann in fig.layout.annotations:
         ann.update(font=dict(size=13, color=COLORS["raw"] if ann.text.startswith("raw") else COLORS["farms"]))
-    lay = base_layout(title, height=max(300, 170 + (26 if n <= 40 else 14) * n), legend_top=False)
+    lay = base_layout(title, height=max(300, 170 + (26 if n <= 40 else 14) * n), legend_top=False, width=WIDE_PX)
     lay["margin"] = dict(l=10, r=10, t=70, b=10)
     fig.update_layout(**lay)
     return fig

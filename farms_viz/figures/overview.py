@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 from farms_viz.analyses.blocks import block_ids, matrix_role
 from farms_viz.analyses.diagnosis import BANDS
 from farms_viz.analyses.trend import TrendPair, trend_pair
-from farms_viz.figures.style import COLORS, INK, MUTED, NAMES, base_layout, finite, make_figure, rgba
+from farms_viz.figures.style import COLORS, INK, MUTED, NAMES, WIDE_PX, base_layout, finite, make_figure, rgba
 
 
 def _alpha_range(alphas) -> tuple[float, float]:
@@ -92,11 +92,11 @@ def alpha_bars(table: pd.DataFrame, title: str = "Power-law exponent α per laye
     tick_size = 12 if n <= 40 else (11 if n <= 120 else 9)
     return make_figure(traces, base_layout(
         title, height=max(320, 140 + row_px * n), barmode="group", bargap=0.25, bargroupgap=0.05,
-        shapes=shapes, annotations=notes,
+        shapes=shapes, annotations=notes, width=WIDE_PX,
         yaxis=dict(autorange="reversed", type="category", tickfont=dict(size=tick_size), showgrid=False),
         xaxis=dict(range=[lo, hi], title=dict(text="α (power-law exponent of the ESD tail)"), zeroline=False,
                    showline=True),
-    ))
+    ), width=WIDE_PX)
 
 
 def _trend_line(ar: np.ndarray, a: np.ndarray) -> tuple[float, float] | None:
@@ -155,7 +155,7 @@ def alpha_vs_aspect(table: pd.DataFrame, title: str = "α vs aspect ratio, raw a
             ))
     lo, hi = _alpha_range(np.concatenate([t["alpha_raw"], t["alpha_farms"]]) if len(t) else [])
     shapes, notes = _band_shapes("y", hi)
-    xaxis = dict(title=dict(text="aspect ratio (long / short side, log scale)"), showline=True, type="log")
+    xaxis = dict(title=dict(text="aspect ratio (log scale)"), showline=True, type="log")  # long / short side: in the hover
     fin = ar[np.isfinite(ar) & (ar > 0)]
     if fin.size:
         span = (math.log10(fin.min()), math.log10(fin.max()))
@@ -215,7 +215,7 @@ def alpha_by_block(table: pd.DataFrame, title: str = "α by block, one panel per
         if edge < hi:
             fig.add_hline(y=edge, line=dict(color=MUTED, width=1, dash="dot"))
     height = 150 + 230 * nrows
-    lay = base_layout(title, height=height)
+    lay = base_layout(title, height=height, width=WIDE_PX)
     lay["margin"] = dict(l=10, r=10, t=110, b=40)
     lay["legend"].update(y=1 + 48 / (height - 150), yanchor="bottom")  # above the panels' titles
     fig.update_layout(**lay)

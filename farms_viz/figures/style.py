@@ -42,6 +42,9 @@ MAX_CCDF_POINTS = 800
 #: wraps: what a half-width chart (about 250 px wide, 1024 px window with the sidebar open) shows
 #: unclipped, at ~7.6 px a character of 15 px title text and ~6.5 px of 12-13 px text
 TITLE_CHARS, X_TITLE_CHARS, Y_TITLE_CHARS, LEGEND_CHARS = 32, 30, 40, 32
+#: the narrowest a figure is shown: a half-width chart at 1024 px (the default), and a chart that
+#: always has the page's width (1024 px less the sidebar and the page's margins)
+NARROW_PX, WIDE_PX = 250, 540
 _SPAN = re.compile(r"^(<span[^>]*>)(.*)(</span>)$")
 
 
@@ -87,22 +90,25 @@ def wrap(text: str, chars: int) -> str:
     return "<br>".join(out)
 
 
-def _wrap_axis_titles(lay: dict) -> None:
+def _wrap_axis_titles(lay: dict, scale: float) -> None:
     for key, axis in lay.items():
         if key[1:5] == "axis" and isinstance(axis, dict) and isinstance(axis.get("title"), dict):
             text = axis["title"].get("text")
             if isinstance(text, str):
-                axis["title"] = dict(axis["title"], text=wrap(text, X_TITLE_CHARS if key[0] == "x" else Y_TITLE_CHARS))
+                chars = X_TITLE_CHARS if key[0] == "x" else Y_TITLE_CHARS
+                axis["title"] = dict(axis["title"], text=wrap(text, int(chars * scale)))
 
 
-def base_layout(title: str, height: int, legend_top: bool = True, **extra) -> dict:
+def base_layout(title: str, height: int, legend_top: bool = True, width: int = NARROW_PX, **extra) -> dict:
     """The common layout: template, fonts, title top-left, legend in one row above the plot.
 
-    Titles and axis titles wrap to fit a half-width chart at 1024 px (:func:`wrap`); each title
-    line past the first adds its height to the top margin, and to the title's top pad (a title
-    anchored at its top is placed by its first line: without it a second line pushes the first
-    out of the figure)."""
-    title = wrap(title, TITLE_CHARS)
+    ``width``: the narrowest the figure is shown, in px (:data:`NARROW_PX`, a half-width chart at
+    1024 px, or :data:`WIDE_PX` for one that always has the page's width). Titles and axis titles
+    wrap to fit it (:func:`wrap`); each title line past the first adds its height to the top
+    margin, and to the title's top pad (a title anchored at its top is placed by its first line:
+    without it a second line pushes the first out of the figure)."""
+    scale = width / NARROW_PX
+    title = wrap(title, int(TITLE_CHARS * scale))
     more = 20 * title.count("<br>")
     lay = dict(
         template=TEMPLATE, font=FONT, height=height + more,
@@ -116,7 +122,7 @@ def base_layout(title: str, height: int, legend_top: bool = True, **extra) -> di
     else:  # below the x-axis title (multi-row legends never cover the title or the data)
         lay["legend"] = dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0, font=dict(size=12))
     lay.update(extra)
-    _wrap_axis_titles(lay)
+    _wrap_axis_titles(lay, scale)
     return lay
 
 
@@ -144,13 +150,49 @@ def subtitle(*lines, chars: int = CONTEXT_CHARS) -> dict:
     return dict(text="<br>".join(html.escape(line, quote=False) for line in shown), font=dict(size=12, color=MUTED))
 
 
-def make_figure(traces: list, layout: dict) -> go.Figure:
-    """One constructor call (plotly's update_* calls cost ~ms each; layer switching must stay fast);
-    legend entries longer than :data:`LEGEND_CHARS` wrap (:func:`wrap`)."""
+#: px a legend character (12 px text), an entry's symbol and gap, a legend line's height
+LEGEND_CHAR_PX, LEGEND_SYMBOL_PX, LEGEND_LINE_PX = 6.6, 44, 19
+
+
+def legend_height(names: list[str], width: float = NARROW_PX) -> int:
+    """The height in px of a horizontal legend of ``names`` (lines broken by ``<br>``) in ``width``.
+
+    Plotly wraps such a legend into a grid: columns as wide as the widest entry, as many as fit.
+    """
+    if not names:
+        return 0
+    lines = [name.split("<br>") for name in names]
+    entry = LEGEND_SYMBOL_PX + LEGEND_CHAR_PX * max(len(line) for ls in lines for line in ls)
+    cols = max(1, int(width // entry))
+    rows = [lines[i:i + cols] for i in range(0, len(lines), cols)]
+    return LEGEND_LINE_PX * sum(max(len(ls) for ls in row) for row in rows)
+
+
+def make_figure(traces: list, layout: dict, width: int = NARROW_PX) -> go.Figure:
+    """One constructor call (plotly's update_* calls cost ~ms each; layer switching must stay fast).
+
+    Legend entries longer than :data:`LEGEND_CHARS` wrap (:func:`wrap`); a legend above the plot
+    gets the room its rows take in the figure's narrowest ``width`` (as given to base_layout; it
+    grows upwards, into the title), one below it moves down past a two-line x-axis title."""
+    names = []
     for t in traces:
         name = t.name
-        if name and len(name) > LEGEND_CHARS and t.showlegend is not False:
-            t.name = wrap(name, LEGEND_CHARS)
+        if name and t.showlegend is not False and t.type in ("scatter", "bar"):
+            if len(name) > LEGEND_CHARS * width // NARROW_PX:
+                t.name = name = wrap(name, LEGEND_CHARS * width // NARROW_PX)
+            names.append(name)
+    legend = layout.get("legend") or {}
+    shown = layout.get("showlegend", len(names) > 1)
+    if shown and legend.get("orientation") == "h" and layout.get("margin"):
+        if legend.get("yanchor") == "bottom":  # above the plot: one row was allowed for
+            extra = max(0, legend_height(names, width) - LEGEND_LINE_PX)
+            layout = dict(layout, margin=dict(layout["margin"], t=layout["margin"]["t"] + extra),
+                          height=layout["height"] + extra)
+        else:
+            x_title = ((layout.get("xaxis") or {}).get("title") or {}).get("text") or ""
+            if "<br>" in x_title:
+                plot_px = max(150, layout["height"] - layout["margin"]["t"] - 150)
+                layout = dict(layout, legend=dict(legend, y=legend.get("y", -0.2) - 20 * x_title.count("<br>") / plot_px))
     return go.Figure(data=traces, layout=layout)
 
 

@@ -282,3 +282,45 @@ def test_figures_share_template_font_and_titles():
         assert f.layout.template.layout.plot_bgcolor == "white"
         assert f.layout.title.text and f.layout.xaxis.title.text
         assert f.layout.font.size >= 12
+
+
+# ---------------------------------------------------------------- text that fits a 1024 px window
+
+@pytest.mark.parametrize("text", ["ESD raw with Marchenko–Pastur fit", "raw trend +1.50 (95% CI +1.50 to +1.50) per 10×",
+                                  "one window = whole matrix (Δ = 0 by construction)", "short", "a" * 40 + " b"])
+def test_wrap_keeps_every_word_and_lines_within_the_width(text):
+    out = style.wrap(text, 32)
+    lines = out.split("<br>")
+    assert " ".join(lines) == text  # nothing lost or reordered
+    assert all(len(line) <= 32 for line in lines if " " in line)  # only a single long word may exceed
+    assert len(lines) == (1 if len(text) <= 32 else 2)
+
+
+def test_wrap_balances_lines_and_keeps_a_parenthesis_whole():
+    assert style.wrap("ESD raw with Marchenko–Pastur fit", 32) == "ESD raw with<br>Marchenko–Pastur fit"  # no lone "fit"
+    assert style.wrap("raw trend +1.50 (95% CI +1.50 to +1.50) per 10×", 32) == \
+        "raw trend +1.50<br>(95% CI +1.50 to +1.50) per 10×"
+    span = "<span style='font-size:12px'>minilm · encoder.layer.5.output.dense · fit xmin_peak</span>"
+    assert all(p.startswith("<span") and p.endswith("</span>") for p in style.wrap(span, 32).split("<br>"))
+
+
+def test_a_legend_above_the_plot_gets_room_for_its_rows_at_half_width():
+    short = figures.esd_histogram(_noise(), fit_mp(_noise(), 600, 200), log_x=True)  # legend below: untouched
+    lay = style.base_layout("t", 400)
+    one = style.make_figure([go.Scatter(x=[1], y=[1], name="a"), go.Scatter(x=[1], y=[1], name="b")], dict(lay))
+    names = [f"a long legend entry number {i}" for i in range(4)]
+    many = style.make_figure([go.Scatter(x=[1], y=[1], name=n) for n in names], dict(lay))
+    rows = style.legend_height(names) // style.LEGEND_LINE_PX
+    assert rows == 4  # 44 + 6.6 * 28 px each: one entry per 250 px row
+    assert many.layout.margin.t - one.layout.margin.t == (rows - 1) * style.LEGEND_LINE_PX
+    wide = style.make_figure([go.Scatter(x=[1], y=[1], name=n) for n in names], dict(lay), width=style.WIDE_PX)
+    assert wide.layout.margin.t - one.layout.margin.t == style.LEGEND_LINE_PX  # two per 540 px row
+    assert short.layout.legend.yanchor == "top"
+
+
+def test_titles_wrap_for_the_narrowest_width_the_figure_gets():
+    title = "AlphaPruning: sparsity (fraction pruned) per layer, from raw vs FARMS α"
+    assert style.base_layout(title, 400)["title"]["text"].count("<br>") >= 2
+    assert style.base_layout(title, 400, width=style.WIDE_PX)["title"]["text"].count("<br>") == 1
+    lay = style.base_layout("x", 400, xaxis=dict(title=dict(text="aspect ratio (long / short side, log scale)")))
+    assert lay["xaxis"]["title"]["text"] == "aspect ratio<br>(long / short side, log scale)"
