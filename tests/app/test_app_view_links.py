@@ -237,3 +237,16 @@ def test_rules_read_text_flags_subsets_and_filters(rule, raw, default, value, wo
     got, problem = read("p", raw, rule, default)
     assert got == value
     assert (problem is None) if words is None else (words in problem and len(problem) < 300)
+
+
+def test_overview_view_link_reopens_bars_on_a_long_model():
+    """llama-7b-published (224 layers in 32 blocks) opens by block; ?view=bars reopens every layer as a bar."""
+    def png_names(at):
+        return [json.loads(c.proto.config)["toImageButtonOptions"]["filename"] for c in at.get("plotly_chart")]
+
+    at = ok(linked_app(OVERVIEW, model="llama-7b-published").run())
+    assert at.session_state["ov_view"] == "blocks" and any(n.endswith("alpha-by-block") for n in png_names(at))
+    at = ok(linked_app(OVERVIEW, model="llama-7b-published", view="bars").run())
+    assert warnings(at) == []
+    assert at.session_state["ov_view"] == "bars" and any(n.endswith("alpha-per-layer") for n in png_names(at))
+    assert _view(at) == {"view": "bars"}
