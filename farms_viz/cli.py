@@ -16,6 +16,7 @@ from farms_viz.analyses.allocate import MAPS, SCHEMES, allocated_params, alphapr
 from farms_viz.analyses.compare import change_text, compare_summary, compare_tables, diagnosis_changes
 from farms_viz.analyses.matching import MATCH_MODES, MATCH_TEXT
 from farms_viz.analyses.prune import METHODS
+from farms_viz.analyses.summary import summary_lines
 from farms_viz.errors import FarmsError
 from farms_viz.figures.html_report import report_html
 from farms_viz.io.tables import to_csv
@@ -115,6 +116,10 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=DEVICES, help="where the linear algebra runs (default cpu)")
     p.add_argument("--include-embeddings", action="store_true", default=None, help="analyse embedding tables too")
     p.add_argument("--layers", metavar="REGEX", help="only layers whose name matches REGEX")
+    p.add_argument("--randomize", action=argparse.BooleanOptionalAction, default=None,
+                   help="also the ESD of the element-wise shuffled matrix: rand_* columns and num_traps "
+                        "(WeightWatcher's randomize=True; default on)")
+    p.add_argument("--seed", type=int, metavar="N", help="the shuffle's seed for --randomize (default 0)")
 
 
 def _settings_kwargs(a) -> dict:
@@ -139,7 +144,7 @@ def _summary(report) -> str:
             s = ok[col].dropna()
             if len(s):
                 lines.append(f"  {col:<12} mean {s.mean():.3f}  std {s.std(ddof=0):.3f}  min {s.min():.3f}  max {s.max():.3f}")
-    return "\n".join(lines)
+    return "\n".join(lines + summary_lines(report.summary()))
 
 
 def cmd_analyze(a) -> int:

@@ -5,6 +5,7 @@ import streamlit as st
 from farms_viz.analyses.diagnosis import farms_what, grid_caption, layer_numbers
 from farms_viz.analyses.exports import esd_table, layer_numbers_table
 from farms_viz.analyses.rules import rule_column
+from farms_viz.analyses.traps import LayerTraps, searchable, trap_sentence
 from farms_viz.app import links
 from farms_viz.app import state as app
 from farms_viz.app.downloads import chart, download, safe_name, settings_tag, settings_words
@@ -77,7 +78,8 @@ def layer_view() -> None:
                     else farms_what(spec, n_slices))
             st.markdown(f"<h3 style='color:{color};margin-bottom:0'>{name}</h3>"
                         f"<span style='color:{style.MUTED}'>{what}</span>", unsafe_allow_html=True)
-            chart(st, figures.esd_histogram(esd, mp, which, log_x=log_x, title=f"ESD {name} · Marchenko–Pastur"),
+            chart(st, figures.esd_histogram(esd, mp, which, log_x=log_x, title=f"ESD {name} · Marchenko–Pastur",
+                                            rand=spec.rand(which)),
                   f"esd_{which}", lines, (report.name, layer, f"esd-{which}", tag), chars=HALF_CHARS)
             chart(st, figures.tail_ccdf(esd, fit, which, title=f"Power-law tail {name} (CCDF)"), f"tail_{which}",
                   lines, (report.name, layer, f"tail-{which}", tag), chars=HALF_CHARS)
@@ -100,9 +102,16 @@ def layer_view() -> None:
     # a wide matrix's picture is short: it gets the page's width (a third of a 1024 px window drew it
     # 45 px high) and its caption goes below; a tall one keeps the caption beside it
     g1, g2 = (st.container(), st.container()) if spec.cols > spec.rows else st.columns([3, 2])
-    chart(g1, figures.window_grid_figure(spec.thumbnail, spec.grid, blocks=spec.blocks), "grid", lines,
-          (report.name, layer, "farms-windows", tag))
+    rand = spec.rand("raw")
+    found = None
+    if rand is not None and rand.n_traps > 0:
+        skipped = searchable(spec.rows, spec.cols, n_slices)
+        found = app.trap_entries_cached(report, layer) if skipped is None else LayerTraps(None, skipped)
+    trap_pos = found.entries.positions if found is not None and found.entries is not None else None
+    chart(g1, figures.window_grid_figure(spec.thumbnail, spec.grid, blocks=spec.blocks, traps=trap_pos), "grid",
+          lines, (report.name, layer, "farms-windows", tag))
     g2.markdown(grid_caption(spec.grid, n_slices, spec.blocks))
+    g2.markdown(trap_sentence(None if rand is None else rand.n_traps, found))
     g2.caption(f"The heatmap is |W| averaged over blocks (at most {style.DISPLAY_SIDE} × {style.DISPLAY_SIDE}). "
                + ("Each rectangle is one block (shown for the first kernel position); the FARMS ESD above "
                   "pools all blocks for the picture, the α is the mean of the block fits." if spec.blocks else

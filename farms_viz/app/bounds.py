@@ -20,7 +20,7 @@ from farms_viz.analyses.lab import DISTRIBUTIONS, MAX_SIDE, SWEEP_MODES
 from farms_viz.analyses.matching import MATCH_MODES
 from farms_viz.errors import FarmsError
 from farms_viz.pipeline.layerfilter import compile_filter
-from farms_viz.settings import CONV_RULES, FITS, PRESETS
+from farms_viz.settings import BOUNDS, CONV_RULES, FITS, PRESETS
 from farms_viz.zoo.digits import ARCHS
 
 #: the largest FARMS window in the Lab: 4096 x 4096 with 15 x 15 windows of 1024 rows is the most
@@ -61,6 +61,8 @@ SETTINGS: dict[str, Bound] = {
     "window": Bound(2, 100_000, 50, whole=True),
     "q": Bound(0.05, 20.0, 0.25),
     "ops": Bound(1, 50, 1, whole=True),
+    # the randomized ESD's shuffle seed: the library's own bounds (any 32-bit seed)
+    "seed": Bound(*BOUNDS["seed"], 1, whole=True),
 }
 SETTING_CHOICES: dict[str, tuple] = {"preset": tuple(PRESETS), "fit": FITS, "conv_rule": CONV_RULES}
 

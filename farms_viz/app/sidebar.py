@@ -24,7 +24,7 @@ FIT_NOTES = {
     "ks": "As WeightWatcher 0.7.7: xmin minimising the KS distance over all eigenvalues > 1e-5.",
 }
 #: Settings that travel in the URL when they differ from the preset's.
-URL_FIELDS = ("fit", "xmin_pos", "window", "q", "ops", "conv_rule")
+URL_FIELDS = ("fit", "xmin_pos", "window", "q", "ops", "conv_rule", "seed")
 CONV_RULE_LABELS = {"release": "release · C × C blocks", "grid": "grid · window grid"}
 
 
@@ -122,6 +122,13 @@ def sidebar_settings(locked: str | None = None) -> Settings:
                        "kernel position's out × in slice, long side down, is cut into C × C blocks (C the "
                        "short side); block i is pooled over all kernel positions, fitted, and the block "
                        "alphas are averaged. grid: the window grid above on every slice, all pooled.")
+        persisted(st.checkbox, "Randomized ESD (correlation traps)", "s_randomize", disabled=off,
+                  help="Also the ESD of the element-wise shuffled matrix (WeightWatcher's randomize=True): its "
+                       "eigenvalues beyond the MP bulk edge are correlation traps, caused by a few large entries. "
+                       "Costs one more eigendecomposition per layer.")
+        persisted(st.number_input, "Shuffle seed", "s_seed", **SETTINGS["seed"].widget(),
+                  disabled=off or not st.session_state["s_randomize"],
+                  help="The seed of the shuffle: the same seed gives the same randomized ESD.")
         devices = ["cpu"] + (["cuda"] if _cuda() else [])
         if st.session_state["s_device"] not in devices:
             st.session_state["s_device"] = "cpu"

@@ -15,6 +15,7 @@ import streamlit as st
 
 from farms_viz.analyses.rules import rule_table
 from farms_viz.analyses.story import most_moved_layer
+from farms_viz.analyses.traps import LayerTraps, layer_trap_entries
 from farms_viz.app import server as appserver
 from farms_viz.app import serving
 from farms_viz.app.bounds import quote
@@ -291,6 +292,28 @@ def rules_cached(report: Report):
     while len(store) > MAX_REPORTS:
         store.popitem(last=False)
     return table
+
+
+@st.cache_resource(show_spinner=False)
+def _traps_store() -> OrderedDict:
+    """Trap entries by (report key, layer)."""
+    return OrderedDict()
+
+
+#: layers whose trap entries are kept (each a few dozen positions)
+MAX_TRAP_LAYERS = 64
+
+
+def trap_entries_cached(report: Report, layer: str) -> LayerTraps:
+    """The entries behind ``layer``'s raw correlation traps (analyses.traps), searched once per
+    (report, layer) in a slot of the job budget: the layer's matrix is read again."""
+    spec = st.session_state.get("source") or current_spec()
+    key = (cache_key(spec, report.settings), layer)
+    try:
+        return memo(_traps_store(), key, MAX_TRAP_LAYERS, f"finding the trap entries of {quote(layer)}",
+                    lambda: layer_trap_entries(target(spec), layer, report.settings))
+    except FarmsError as e:  # the file went away since the analysis: say so, keep the page
+        return LayerTraps(None, f"The entries behind them could not be searched: {in_user_words(str(e), spec)}")
 
 
 @st.cache_resource(show_spinner=False)

@@ -25,13 +25,45 @@ from farms_viz.figures.style import (
     rgba,
 )
 
+#: the randomized ESD's colour (an outline over the ESD) and the traps' marker colour
+RAND_COLOR, TRAP_COLOR = "#E08A00", "#7B1FA2"
+
+
+def _rand_traces(rand, bins: int, log_x: bool, ymax: float) -> tuple[list, float]:
+    """The randomized ESD as an outline, its MP bulk edge, the trap threshold and the traps."""
+    r = nonzero_eigs(rand.esd)
+    if not r.size:
+        return [], ymax
+    edges, dens = histogram_density(r, bins, log_x)
+    top = max(ymax, float(dens.max()) if dens.size else 0.0)
+    out = [go.Scatter(
+        x=edges, y=np.append(dens, dens[-1]), mode="lines", line=dict(shape="hv", color=RAND_COLOR, width=1.6),
+        name=f"randomized ESD ({r.size} eigenvalues)", meta="randomized ESD",
+        hovertemplate="randomized: λ ≥ %{x:.3g}<br>density %{y:.3g}<extra></extra>")]
+    for x, name, dash, meta in ((rand.bulk_max, "randomized bulk edge", "dash", "randomized bulk edge"),
+                                (rand.spike_edge, "trap threshold", "dashdot", "trap threshold")):
+        if np.isfinite(x) and x > 0:
+            out.append(go.Scatter(x=[x, x], y=[0, top * 1.08], mode="lines", meta=meta, hoverinfo="skip",
+                                  line=dict(color=RAND_COLOR if meta != "trap threshold" else TRAP_COLOR,
+                                            dash=dash, width=1.5), name=f"{name} {x:.3g}"))
+    traps = r[r > rand.spike_edge] if np.isfinite(rand.spike_edge) else r[:0]
+    if traps.size:
+        out.append(go.Scatter(
+            x=traps, y=np.full(traps.size, 0.5 * top), mode="markers", meta="traps",
+            marker=dict(symbol="x", size=11, color=TRAP_COLOR, line=dict(width=1)),
+            name=f"correlation traps ({traps.size})", hovertemplate="trap λ = %{x:.4g}<extra></extra>"))
+    return out, top
+
 
 def esd_histogram(eigs, mp, which: str = "raw", log_x: bool = True, bins: int | None = None,
-                  title: str | None = None) -> go.Figure:
+                  title: str | None = None, rand=None) -> go.Figure:
     """The ESD as a normalised histogram with the Marchenko-Pastur density, bulk edge and spikes.
 
     The MP curve is scaled by the bulk's share of the eigenvalues (1 - spikes / N), so it sits
     on the bulk of the histogram; spikes are the eigenvalues above lambda+ (plus a Tracy-Widom margin).
+    ``rand`` (a pipeline.metrics.RandSide): the element-wise shuffled matrix's ESD drawn as an
+    outline over it, with its MP bulk edge, the trap threshold (WW's bulk_max + Tracy-Widom margin)
+    and its eigenvalues beyond that threshold (correlation traps) marked.
     """
     color, name = COLORS[which], NAMES[which]
     e = nonzero_eigs(eigs)
@@ -69,6 +101,9 @@ def esd_histogram(eigs, mp, which: str = "raw", log_x: bool = True, bins: int | 
             marker=dict(symbol="line-ns-open", size=10, color="#C2362F", line=dict(width=1.5)),
             name=f"spikes above λ+ ({n_spikes})", hovertemplate="spike λ = %{x:.4g}<extra></extra>",
         ))
+    if rand is not None:
+        more, ymax = _rand_traces(rand, bins, log_x, ymax)
+        traces += more
     return make_figure(traces, base_layout(
         title or f"ESD {name}", height=470, legend_top=False,
         xaxis=dict(type="log" if log_x else "linear", showline=True,
@@ -194,13 +229,29 @@ def _outline(r0: int, c0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array([c0, c0 + w, c0 + w, c0, c0]), np.array([r0, r0, r0 + h, r0 + h, r0])
 
 
+def _trap_marks(positions) -> go.Scatter:
+    """The trap entries on the |W| picture: a ring at each (row, col) (or (slice, row, col))."""
+    p = np.asarray(positions, dtype=int).reshape(len(positions), -1)
+    rc = p[:, -2:]
+    sl = p[:, 0] if p.shape[1] == 3 else np.zeros(len(p), dtype=int)
+    stacked = bool(sl.max() > 0) if len(p) else False  # a conv layer's entry in another kernel slice
+    return go.Scatter(
+        x=rc[:, 1] + 0.5, y=rc[:, 0] + 0.5, mode="markers", meta="trap entries", name=f"trap entries ({len(p)})",
+        marker=dict(symbol="circle-open", size=16, color=TRAP_COLOR, line=dict(width=3)),
+        customdata=np.stack([rc[:, 0], rc[:, 1], sl, np.arange(1, len(p) + 1)], axis=1),
+        hovertemplate="trap entry %{customdata[3]}: row %{customdata[0]}, column %{customdata[1]}"
+                      + (", slice %{customdata[2]}" if stacked else "") + "<extra></extra>")
+
+
 def window_grid_figure(thumb: np.ndarray | None, grid, title: str | None = None, max_rects: int = 600,
-                       blocks: bool = False) -> go.Figure:
+                       blocks: bool = False, traps=None) -> go.Figure:
     """The |W| heatmap (block means) with the FARMS windows in matrix coordinates.
 
     At most :data:`MAX_OUTLINES` windows are outlined, each in its own colour; every window (up to
     ``max_rects``) has a dot at its centre whose hover gives its rows and columns; the outlines of
     all windows are one legend click away. ``blocks``: the release's disjoint conv blocks.
+    ``traps``: positions of the entries behind the correlation traps (core.randomize.trap_entries),
+    ringed.
     """
     rows, cols, h, w = grid.rows, grid.cols, grid.h, grid.w
     unit = "block" if blocks else "window"
@@ -258,6 +309,8 @@ def window_grid_figure(thumb: np.ndarray | None, grid, title: str | None = None,
         hovertemplate=(f"{unit} %{{customdata[0]}} of {n}<br>rows %{{customdata[1]}}–%{{customdata[2]}}, "
                        "columns %{customdata[3]}–%{customdata[4]}<extra></extra>"),
     ))
+    if traps is not None and len(traps):
+        traces.append(_trap_marks(traps))
 
     # drawn aspect between 1:MAX_DRAWN_ASPECT and MAX_DRAWN_ASPECT:1; ticks spaced for the plot's size
     true_aspect = rows / max(cols, 1)
