@@ -218,7 +218,6 @@ def esd_overlay(spec_a, spec_b, label_a: str = "A", label_b: str = "B", bins: in
     for ann in fig.layout.annotations:  # subplot titles: left-aligned, in the raw/FARMS colour
         ann.update(font=dict(size=13, color=COLORS["raw"] if "raw" in ann.text else COLORS["farms"]))
     lay = base_layout(title or "ESDs of A and B", height=820, legend_top=False, width=WIDE_PX)
-    lay["legend"].update(y=-0.1)
     fig.update_layout(**lay)
     return fig
 

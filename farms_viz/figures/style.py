@@ -40,8 +40,9 @@ MAX_CCDF_POINTS = 800
 
 #: characters a line of a title, an x-axis title, a y-axis title and a legend entry holds before it
 #: wraps: what a half-width chart (about 250 px wide, 1024 px window with the sidebar open) shows
-#: unclipped, at ~7.6 px a character of 15 px title text and ~6.5 px of 12-13 px text
-TITLE_CHARS, X_TITLE_CHARS, Y_TITLE_CHARS, LEGEND_CHARS = 32, 30, 40, 32
+#: unclipped, at ~7.6 px a character of 15 px title text and ~6.5 px of 12-13 px text (a legend
+#: entry also has its 40 px symbol: 'randomized ESD (384 eigenvalues)', 32 characters, was cut off)
+TITLE_CHARS, X_TITLE_CHARS, Y_TITLE_CHARS, LEGEND_CHARS = 32, 30, 40, 29
 #: the narrowest a figure is shown: a half-width chart at 1024 px (the default), and a chart that
 #: always has the page's width (1024 px less the sidebar and the page's margins)
 NARROW_PX, WIDE_PX = 250, 540
@@ -119,8 +120,10 @@ def base_layout(title: str, height: int, legend_top: bool = True, width: int = N
     if legend_top:  # one row just under the title, above the plot
         lay["legend"] = dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0,
                              bgcolor="rgba(255,255,255,0.6)", font=dict(size=12))
-    else:  # below the x-axis title (multi-row legends never cover the title or the data)
-        lay["legend"] = dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0, font=dict(size=12))
+    else:  # at the figure's foot: plotly lifts the plot and its x title clear of it, however many rows
+        # (a paper-relative y = -0.2 sat on a two-line x title, or on one under a short plot)
+        lay["legend"] = dict(orientation="h", yref="container", yanchor="bottom", y=0, xanchor="left", x=0,
+                             font=dict(size=12))
     lay.update(extra)
     _wrap_axis_titles(lay, scale)
     return lay
@@ -173,7 +176,7 @@ def make_figure(traces: list, layout: dict, width: int = NARROW_PX) -> go.Figure
 
     Legend entries longer than :data:`LEGEND_CHARS` wrap (:func:`wrap`); a legend above the plot
     gets the room its rows take in the figure's narrowest ``width`` (as given to base_layout; it
-    grows upwards, into the title), one below it moves down past a two-line x-axis title."""
+    grows upwards, into the title)."""
     names = []
     for t in traces:
         name = t.name
@@ -183,16 +186,11 @@ def make_figure(traces: list, layout: dict, width: int = NARROW_PX) -> go.Figure
             names.append(name)
     legend = layout.get("legend") or {}
     shown = layout.get("showlegend", len(names) > 1)
-    if shown and legend.get("orientation") == "h" and layout.get("margin"):
-        if legend.get("yanchor") == "bottom":  # above the plot: one row was allowed for
-            extra = max(0, legend_height(names, width) - LEGEND_LINE_PX)
-            layout = dict(layout, margin=dict(layout["margin"], t=layout["margin"]["t"] + extra),
-                          height=layout["height"] + extra)
-        else:
-            x_title = ((layout.get("xaxis") or {}).get("title") or {}).get("text") or ""
-            if "<br>" in x_title:
-                plot_px = max(150, layout["height"] - layout["margin"]["t"] - 150)
-                layout = dict(layout, legend=dict(legend, y=legend.get("y", -0.2) - 20 * x_title.count("<br>") / plot_px))
+    above = legend.get("yanchor") == "bottom" and legend.get("yref") != "container"
+    if shown and above and legend.get("orientation") == "h" and layout.get("margin"):
+        extra = max(0, legend_height(names, width) - LEGEND_LINE_PX)  # one row was allowed for
+        layout = dict(layout, margin=dict(layout["margin"], t=layout["margin"]["t"] + extra),
+                      height=layout["height"] + extra)
     return go.Figure(data=traces, layout=layout)
 
 

@@ -99,7 +99,7 @@ def test_alpha_vs_aspect_trend_recovers_slope():
     t["alpha_farms"] = 3.0
     fig = overview.alpha_vs_aspect(t)
     assert fig.layout.xaxis.type == "log"
-    assert "raw trend +1.50 (95% CI +1.50 to +1.50) per 10×" == _trace(fig, "raw trend").name.replace("<br>", " ")
+    assert _trace(fig, "raw trend").name == "raw trend +1.50 per 10×<br>(95% CI +1.50 to +1.50)"  # wrapped
     assert _trace(fig, "FARMS trend").name.replace("<br>", " ").startswith("FARMS trend +0.00 ")
     assert _trace(fig, "α raw").customdata[3][0] == t.loc[3, "layer"]
 
@@ -315,7 +315,7 @@ def test_a_legend_above_the_plot_gets_room_for_its_rows_at_half_width():
     assert many.layout.margin.t - one.layout.margin.t == (rows - 1) * style.LEGEND_LINE_PX
     wide = style.make_figure([go.Scatter(x=[1], y=[1], name=n) for n in names], dict(lay), width=style.WIDE_PX)
     assert wide.layout.margin.t - one.layout.margin.t == style.LEGEND_LINE_PX  # two per 540 px row
-    assert short.layout.legend.yanchor == "top"
+    assert short.layout.legend.yref == "container" and short.layout.legend.y == 0  # below: at the figure's foot
 
 
 def test_titles_wrap_for_the_narrowest_width_the_figure_gets():
