@@ -142,6 +142,19 @@ def home() -> None:
     c2.page_link(app.BROWSER, label="Layer browser: the layer FARMS moves most",
                  icon=":material/biotech:", disabled=report.metrics_only)
 
+    summary = report.summary()
+    if len(summary):
+        with st.expander("WeightWatcher's metrics, raw and FARMS", expanded=False):
+            st.caption(f"WeightWatcher's get_summary(), raw and FARMS: each metric's mean over the "
+                       f"{int(summary['n_layers'].iloc[0])} analysed layers, and over the "
+                       f"{int(summary['n_changeable'].iloc[0])} whose FARMS window is smaller than the matrix "
+                       "(the layers FARMS can change). Per layer: the model overview's Metric list.")
+            st.dataframe(summary.drop(columns=["n_layers", "n_changeable"]).rename(columns={
+                "farms": "FARMS", "raw_changeable": "raw (FARMS can change)",
+                "farms_changeable": "FARMS (FARMS can change)"}), hide_index=True, key="home_summary",
+                column_config={c: st.column_config.NumberColumn(format="%.4g") for c in
+                               ("raw", "FARMS", "raw (FARMS can change)", "FARMS (FARMS can change)")})
+
     with st.expander("What do raw and FARMS mean?", expanded=False):
         st.markdown(
             """

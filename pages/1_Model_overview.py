@@ -13,10 +13,11 @@ from farms_viz.analyses.diagnosis import (
     rough_fits,
 )
 from farms_viz.analyses.rules import as_report_table
+from farms_viz.analyses.summary import metric_trend_sentence, metrics_with_values
 from farms_viz.analyses.trend import trend_pair, trend_rows, trend_sentence
 from farms_viz.app import links
 from farms_viz.app import state as app
-from farms_viz.app.bounds import FILTER_CHARS
+from farms_viz.app.bounds import FILTER_CHARS, OVERVIEW_CHOICES
 from farms_viz.app.downloads import chart, download, safe_name, settings_tag, settings_words, table_downloads
 from farms_viz.errors import FarmsError
 from farms_viz.figures import overview
@@ -35,14 +36,20 @@ if report is None:
 st.title(f"Model overview — {app.current_spec().title}")
 
 kinds = layer_kinds(report.table)
-links.restore("overview", choices={"kinds": kinds})  # ?filter=...&kinds=...&view=bars, checked like the widgets
-f1, f2 = st.columns([2, 1])
+metrics = metrics_with_values(report.table, OVERVIEW_CHOICES["metric"])
+# ?filter=...&kinds=...&view=bars&metric=log_norm, checked like the widgets
+links.restore("overview", choices={"kinds": kinds, "metric": metrics or ["alpha"]})
+f1, f2, f3 = st.columns([2, 1, 1])
 pattern = app.persisted(f1.text_input, "Filter layers by name (regular expression)", "ov_pattern",
                         max_chars=FILTER_CHARS, placeholder=r"e.g. attention  or  layer\.[0-2]\.  or  ^features",
                         help="Regular expression matched anywhere in the layer name (RE2: Python syntax "
                              "without back-references or look-around; always fast).")
 chosen = app.persisted(f2.multiselect, "Layer kinds", "ov_kinds", options=kinds,
                        placeholder="all kinds") if kinds else []
+metric = app.persisted(f3.selectbox, "Metric", "ov_metric", options=metrics or ["alpha"],
+                       help="What the per-layer chart and the aspect-ratio plot show, raw and FARMS: α or any of "
+                            "WeightWatcher's metrics (log_norm, alpha_weighted, entropy, num_traps ...; see the "
+                            "README). The α bands are drawn for α only.")
 try:
     table = filter_layers(report.table, pattern, chosen)
 except FarmsError as e:
@@ -69,22 +76,24 @@ stem = safe_name(report.name, settings_tag(report.settings))
 st.caption(f"{len(table)} of {len(report.table)} layers. "
            + ("Click a bar to open that layer in the layer browser. " if not report.metrics_only
               else "Published metrics only: no spectra, so bars do not open the layer browser. ")
-           + "Hatched bars: fits on fewer than 50 eigenvalues or a tail under 10. " + BANDS_NOTE
-           + (" " + CNN_BANDS_NOTE if is_conv_net(table) else ""))
+           + ("Hatched bars: fits on fewer than 50 eigenvalues or a tail under 10. " + BANDS_NOTE
+              + (" " + CNN_BANDS_NOTE if is_conv_net(table) else "") if metric == "alpha" else
+              f"Showing WeightWatcher's {metric}, raw and FARMS (a FARMS value of a per-matrix metric is empty)."))
+slug = metric.replace("_", "-")
 if view == "blocks":
-    event = chart(st, overview.alpha_by_block(table), "ov_blocks", lines, (stem, "alpha-by-block"),
+    event = chart(st, overview.alpha_by_block(table, metric=metric), "ov_blocks", lines, (stem, f"{slug}-by-block"),
                   on_select="rerun", selection_mode="points")
 else:
-    event = chart(st, overview.alpha_bars(table, rough=rough), "ov_bars", lines, (stem, "alpha-per-layer"),
-                  on_select="rerun", selection_mode="points")
+    event = chart(st, overview.alpha_bars(table, rough=rough if metric == "alpha" else None, metric=metric),
+                  "ov_bars", lines, (stem, f"{slug}-per-layer"), on_select="rerun", selection_mode="points")
 clicked = app.selected_layer(event)
 if clicked and not report.metrics_only and clicked in report.spectra:
     app.open_layer(clicked)
 
-pair = trend_pair(table)
-chart(st, overview.alpha_vs_aspect(table, rough=rough, trend=pair), "ov_scatter", lines,
-      (stem, "alpha-vs-aspect-ratio"))
-st.caption(trend_sentence(pair) + " Raw points sit just left of each aspect ratio, FARMS points just right, and a "
+pair = trend_pair(table, f"{metric}_raw", f"{metric}_farms")
+chart(st, overview.alpha_vs_aspect(table, rough=rough if metric == "alpha" else None, trend=pair, metric=metric),
+      "ov_scatter", lines, (stem, f"{slug}-vs-aspect-ratio"))
+st.caption(metric_trend_sentence(trend_sentence(pair), metric) + " Raw points sit just left of each aspect ratio, FARMS points just right, and a "
            "grey line joins the two values of a layer; hollow markers are rough fits. Where one FARMS window covers "
            "a whole matrix (square layers no larger than the window), raw and FARMS are the same number.")
 

@@ -15,3 +15,21 @@ def summary_lines(summary: pd.DataFrame, indent: str = "  ") -> list[str]:
         out.append(f"{indent}  {r.metric:<18} {r.raw:>10.4g} / {r.farms:<10.4g} | "
                    f"{r.raw_changeable:>10.4g} / {r.farms_changeable:.4g}")
     return out
+
+
+def metrics_with_values(table: pd.DataFrame, metrics) -> list[str]:
+    """The ``metrics`` whose ``<m>_raw`` or ``<m>_farms`` column has a finite value in ``table``."""
+    out = []
+    for m in metrics:
+        cols = [c for c in (f"{m}_raw", f"{m}_farms") if c in table]
+        if cols and pd.DataFrame({c: pd.to_numeric(table[c], errors="coerce") for c in cols}).notna().any().any():
+            out.append(m)
+    return out
+
+
+def metric_trend_sentence(sentence: str, metric: str) -> str:
+    """analyses.trend.trend_sentence's words for ``metric`` instead of alpha (its slopes are in the
+    metric's units per 10x aspect ratio)."""
+    if metric == "alpha":
+        return sentence
+    return sentence.replace(": α ", f": {metric} ").replace("have both alphas", f"have both {metric} values")

@@ -20,6 +20,7 @@ from farms_viz.analyses.lab import DISTRIBUTIONS, MAX_SIDE, SWEEP_MODES
 from farms_viz.analyses.matching import MATCH_MODES
 from farms_viz.errors import FarmsError
 from farms_viz.pipeline.layerfilter import compile_filter
+from farms_viz.pipeline.metrics import METRICS
 from farms_viz.settings import BOUNDS, CONV_RULES, FITS, PRESETS
 from farms_viz.zoo.digits import ARCHS
 
@@ -96,8 +97,9 @@ ALLOCATIONS: dict[str, Bound] = {
     "lrmax": Bound(0.0, 10.0, 0.1),
 }
 ALLOCATION_CHOICES: dict[str, tuple] = {"scheme": SCHEMES, "map": MAPS}
-#: the model overview's views (``?view=bars``)
-OVERVIEW_CHOICES: dict[str, tuple] = {"view": ("blocks", "bars")}
+#: the model overview's views (``?view=bars``) and the metric of its bars and scatter (``?metric=log_norm``:
+#: alpha or any of WeightWatcher's metrics, pipeline.metrics.METRICS; the page narrows it to those with values)
+OVERVIEW_CHOICES: dict[str, tuple] = {"view": ("blocks", "bars"), "metric": ("alpha", *METRICS)}
 
 
 def quote(value: str) -> str:
@@ -280,6 +282,7 @@ LINKS: dict[str, tuple[Param, ...]] = {
         Param("filter", "ov_pattern", "", FILTER),
         Param("kinds", "ov_kinds", (), Subset(empty="every kind")),
         Param("view", "ov_view", "blocks", OVERVIEW_CHOICES["view"]),
+        Param("metric", "ov_metric", "alpha", OVERVIEW_CHOICES["metric"]),
     ),
     "browser": (
         Param("logx", "br_logx", True, FLAG),

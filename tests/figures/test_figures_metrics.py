@@ -39,7 +39,7 @@ def test_randomized_esd_outline_edges_and_the_planted_trap():
     assert rand.n_traps == 1  # one huge entry: one eigenvalue ~ 30^2 beyond the bulk
     fig = figures.esd_histogram(e, fit_mp(e, 256, 128), "raw", rand=rand)
     outline = _by_meta(fig, "randomized ESD")
-    assert outline.name.startswith("randomized ESD (128 eigenvalues)") and outline.fill is None
+    assert outline.name.replace("<br>", " ") == "randomized ESD (128 eigenvalues)" and outline.fill is None  # wraps
     assert _by_meta(fig, "randomized bulk edge").x[0] == rand.bulk_max
     assert _by_meta(fig, "trap threshold").x[0] == rand.spike_edge
     traps = _by_meta(fig, "traps")
@@ -69,3 +69,37 @@ def test_trap_entries_ringed_on_the_picture_at_their_position():
     assert "slice" not in ring.hovertemplate
     assert not [t for t in figures.window_grid_figure(np.abs(w), window_grid(128, 256, 64, 1.0, 2)).data
                 if t.meta == "trap entries"]
+
+
+def _metric_table():
+    import pandas as pd
+
+    return pd.DataFrame({
+        "layer": [f"blocks.{b}.{r}" for b in range(4) for r in ("q", "k")], "kind": "linear",
+        "rows": [64, 256] * 4, "cols": [64, 64] * 4, "aspect_ratio": [1.0, 4.0] * 4,
+        "alpha_raw": np.linspace(2, 5, 8), "alpha_farms": np.linspace(2.5, 4, 8),
+        "log_norm_raw": np.linspace(-1.5, 1.0, 8), "log_norm_farms": np.linspace(0.5, 0.8, 8),
+    })
+
+
+def test_overview_figures_show_the_chosen_metric_without_alpha_bands():
+    from farms_viz.figures import overview
+
+    t = _metric_table()
+    bars = overview.alpha_bars(t, metric="log_norm")
+    raw = _by_meta(bars, "log_norm_raw")
+    assert raw.name == "log_norm raw" and np.allclose(raw.x, t["log_norm_raw"])
+    assert np.allclose(_by_meta(bars, "log_norm_farms").x, t["log_norm_farms"])
+    assert "log_norm raw %{customdata[3]:.4g}" in raw.hovertemplate and np.allclose(
+        raw.customdata[:, 3].astype(float), t["log_norm_raw"])
+    assert not bars.layout.shapes and "log_norm" in bars.layout.xaxis.title.text
+    lo, hi = bars.layout.xaxis.range
+    assert lo < -1.5 and hi > 1.0  # a negative log_norm is inside the axis
+    alpha = overview.alpha_bars(t)
+    assert _by_meta(alpha, "alpha_raw").name == "α raw" and len(alpha.layout.shapes) == 3  # the bands
+    scat = overview.alpha_vs_aspect(t, metric="log_norm")
+    assert np.allclose(_by_meta(scat, "log_norm_farms").y, t["log_norm_farms"])
+    assert scat.layout.yaxis.title.text == "log_norm" and not scat.layout.shapes
+    blocks = overview.alpha_by_block(t, metric="log_norm")
+    assert {tr.meta for tr in blocks.data} == {"log_norm_raw", "log_norm_farms"}
+    assert not [s for s in blocks.layout.shapes if s.type == "line"]  # no alpha band edges
