@@ -187,8 +187,8 @@ def alpha_vs_aspect(table: pd.DataFrame, title: str | None = None,
                 name=f"{NAMES[which]} trend {slope.value:+.2f} per 10×{ci}",  # the interval wraps as one line
                 line=dict(color=COLORS[which], dash="dash", width=2),
             ))
-    span = _range(t, metric)
-    shapes, notes = _band_shapes("y", span[1]) if metric == "alpha" else ([], [])
+    vspan = _range(t, metric)  # (span below is the x axis's)
+    shapes, notes = _band_shapes("y", vspan[1]) if metric == "alpha" else ([], [])
     xaxis = dict(title=dict(text="aspect ratio (log scale)"), showline=True, type="log")  # long / short side: in the hover
     fin = ar[np.isfinite(ar) & (ar > 0)]
     if fin.size:
@@ -197,7 +197,7 @@ def alpha_vs_aspect(table: pd.DataFrame, title: str | None = None,
         xaxis["range"] = [span[0] - pad, span[1] + pad]
     return make_figure(traces, base_layout(title, height=480, shapes=shapes, annotations=notes, xaxis=xaxis,
                                            legend_top=False, margin=dict(l=10, r=10, t=50, b=10),
-                                           yaxis=dict(range=span, title=dict(text=m), zeroline=False)))
+                                           yaxis=dict(range=vspan, title=dict(text=m), zeroline=False)))
 
 
 

@@ -100,6 +100,8 @@ def test_overview_figures_show_the_chosen_metric_without_alpha_bands():
     scat = overview.alpha_vs_aspect(t, metric="log_norm")
     assert np.allclose(_by_meta(scat, "log_norm_farms").y, t["log_norm_farms"])
     assert scat.layout.yaxis.title.text == "log_norm" and not scat.layout.shapes
+    lo, hi = scat.layout.yaxis.range
+    assert lo < -1.5 and hi > 1.0  # the values' span, not the aspect-ratio axis's
     blocks = overview.alpha_by_block(t, metric="log_norm")
     assert {tr.meta for tr in blocks.data} == {"log_norm_raw", "log_norm_farms"}
     assert not [s for s in blocks.layout.shapes if s.type == "line"]  # no alpha band edges
