@@ -17,6 +17,7 @@ from farms_viz.app import compare as cmpst
 from farms_viz.app import links
 from farms_viz.app import server as appserver
 from farms_viz.app import state as app
+from farms_viz.app.bounds import OVERVIEW_CHOICES
 from farms_viz.app.downloads import chart, download, safe_name, settings_tag, settings_words
 from farms_viz.errors import FarmsError
 from farms_viz.figures import compare as fc
@@ -30,8 +31,13 @@ VIEWS = {"pair": "Two checkpoints", "series": "Series (a training run)"}
 st.title("Compare checkpoints")
 SERIES_KINDS = ["zoo", "folder"] if "path" in app.source_kinds() else ["zoo"]  # served mode: no server folders
 links.restore("compare", choices={"from": SERIES_KINDS})  # ?view=series&series=cnn, checked like every link
-view = app.persisted(st.radio, "View", "cmp_view", options=list(VIEWS), format_func=VIEWS.get, horizontal=True,
+v1, v2 = st.columns([3, 1], vertical_alignment="bottom")
+view = app.persisted(v1.radio, "View", "cmp_view", options=list(VIEWS), format_func=VIEWS.get, horizontal=True,
                      label_visibility="collapsed")
+metric = app.persisted(v2.selectbox, "Metric", "cmp_metric", options=list(OVERVIEW_CHOICES["metric"]),
+                       help="What the charts compare, raw and FARMS: α or one of WeightWatcher's metrics (the "
+                            "diagnoses stay α's). ?metric= in the link.")
+ML = "α" if metric == "alpha" else metric
 st.caption(f"Settings from the sidebar, the same for every checkpoint: {cmpst.settings_text(settings)}. "
            "Changing them recomputes all of them.")
 
@@ -57,7 +63,7 @@ def pair_view() -> None:
     stem = safe_name(ra.name, "vs", rb.name, settings_tag(settings))
     st.subheader(f"A = {la}  →  B = {lb}")
     try:
-        cmp = compare_tables(ra, rb, match=match, names=(la, lb))
+        cmp = compare_tables(ra, rb, match=match, names=(la, lb), metric=metric)
     except FarmsError as e:  # no layer pairs up: a sentence, no charts of nothing
         st.info(str(e), icon=":material/compare_arrows:")
         return
@@ -76,13 +82,14 @@ def pair_view() -> None:
         st.warning(f"{s['only_a']} layer(s) only in A, {s['only_b']} only in B, {s['shape_differs']} with a "
                    "different shape: see *Unmatched layers* below.")
 
-    event = chart(st, fc.delta_bars(cmp, la, lb, title="Change of α per layer: B − A"), "cmp_bars", lines,
-                  (stem, "delta-alpha"), on_select="rerun", selection_mode="points")
+    event = chart(st, fc.delta_bars(cmp, la, lb, title=f"Change of {ML} per layer: B − A", metric=metric), "cmp_bars",
+                  lines, (stem, f"delta-{metric}"), on_select="rerun", selection_mode="points")
     st.caption("Negative Δα: the tail of B's spectrum is heavier (HT-SR reads this as more training). "
                "Rows marked ◆ change diagnosis between A and B. Click a bar to show that layer's spectra below.")
 
     c1, c2 = st.columns([1, 1], gap="large")
-    chart(c1, fc.alpha_scatter(cmp, la, lb), "cmp_scatter", lines, (stem, "alpha-a-vs-b"))
+    chart(c1, fc.alpha_scatter(cmp, la, lb, title=f"{ML} of A vs {ML} of B, per layer", metric=metric), "cmp_scatter",
+          lines, (stem, f"{metric}-a-vs-b"))
     with c2:
         st.markdown("**Diagnosis changes A → B**")
         ch = diagnosis_changes(cmp)
@@ -165,8 +172,8 @@ def series_view() -> None:
     reports = cmpst.analyse_series(items, settings)
     if not reports:
         return
-    long = series_long(reports)
-    mean = series_mean(long)
+    long = series_long(reports, metric)
+    mean = series_mean(long, metric)
     title = "digits-" + arch if kind == "zoo" else folder.strip()
     st.subheader(f"{title}: {len(reports)} checkpoints, {long['layer'].nunique()} layers")
     if kind == "zoo":
@@ -175,13 +182,15 @@ def series_view() -> None:
             st.caption("Test accuracy: " + ", ".join(f"epoch {e} **{v:.3f}**" for e, v in acc.items()))
     lines = (f"{title}: {len(reports)} checkpoints", settings_words(settings))
     stem = safe_name(title, settings_tag(settings))
-    chart(st, fc.series_mean_figure(mean, title="Mean α over layers across training"), "series_mean", lines,
-          (stem, "mean-alpha"))
-    chart(st, fc.series_lines(long, title="α per layer across training"), "series_lines", lines, (stem, "per-layer"))
-    chart(st, fc.series_heatmap(long), "series_heatmap", lines, (stem, "heatmap"))
-    with st.expander("Mean α per checkpoint (table)", expanded=True):
+    chart(st, fc.series_mean_figure(mean, title=f"Mean {ML} over layers across training", metric=metric), "series_mean",
+          lines, (stem, f"mean-{metric}"))
+    chart(st, fc.series_lines(long, title=f"{ML} per layer across training", metric=metric), "series_lines", lines,
+          (stem, "per-layer"))
+    chart(st, fc.series_heatmap(long, title=f"{ML} per layer (rows) and checkpoint (columns)", metric=metric),
+          "series_heatmap", lines, (stem, "heatmap"))
+    with st.expander(f"Mean {ML} per checkpoint (table)", expanded=True):
         st.dataframe(mean.drop(columns="step_index"), hide_index=True, key="series_table",
-                     column_config={c: st.column_config.NumberColumn(c, format="%.2f")
+                     column_config={c: st.column_config.NumberColumn(c, format="%.2f" if metric == "alpha" else "%.4g")
                                     for c in ("mean_raw", "std_raw", "mean_farms", "std_farms")})
     download(st, "Download series CSV (long: a row per layer and checkpoint)", to_csv(long).encode(),
              safe_name(title, "farms-series"), ".csv", "series_csv")

@@ -79,7 +79,8 @@ def compare(a, b, *, match: str = "auto", progress=None, cache: bool = True, **o
     return compare_tables(*(analyze(x, progress=progress, cache=cache, **options) for x in (a, b)), match=match)
 
 
-def compare_tables(a, b, match: str = "auto", names: tuple[str, str] | None = None) -> pd.DataFrame:
+def compare_tables(a, b, match: str = "auto", names: tuple[str, str] | None = None,
+                   metric: str = "alpha") -> pd.DataFrame:
     """Match two reports (or tables) layer by layer: a row per layer, A's order, B-only appended.
 
     ``match`` (:data:`farms_viz.analyses.matching.MATCH_MODES`): ``auto`` by name, else by name
@@ -94,9 +95,12 @@ def compare_tables(a, b, match: str = "auto", names: tuple[str, str] | None = No
     still given: FARMS alpha is comparable across shapes, raw alpha is biased by them); else the
     layer status of either side, prefixed ``A: `` / ``B: ``. ``delta_* = alpha_*_b - alpha_*_a``
     (NaN unless both are finite). ``changed_raw`` / ``changed_farms``: the HT-SR label differs
-    between A and B (both fitted).
+    between A and B (both fitted). ``metric``: another metric of the reports (log_norm, entropy ...)
+    carried as well, as ``<metric>_<raw|farms>_<a|b>`` and ``delta_<metric>_<raw|farms>`` (the labels
+    stay alpha's).
     """
     ta, tb = _table(a), _table(b)
+    extra = metric_columns(metric)
     ra, rb = _by_layer(ta), _by_layer(tb)
     names = names or (_label(a, "A"), _label(b, "B"))
     m = match_layers(list(ra), list(rb), {n: _shape_key(r) for n, r in ra.items()},
@@ -118,6 +122,9 @@ def compare_tables(a, b, match: str = "auto", names: tuple[str, str] | None = No
             for which in ("raw", "farms"):
                 v = x.get(f"alpha_{which}", np.nan) if x is not None else np.nan
                 row[f"alpha_{which}_{side}"] = float(v) if v is not None else np.nan
+                if extra:
+                    v = pd.to_numeric(x.get(f"{metric}_{which}", np.nan), errors="coerce") if x is not None else np.nan
+                    row[f"{metric}_{which}_{side}"] = float(v)
             row[f"shape_{side}"] = _shape(x) if x is not None else ""
         x_any = xa if xa is not None else xb
         row["kind"] = str(x_any.get("kind", "") or "") if x_any is not None else ""
@@ -132,7 +139,8 @@ def compare_tables(a, b, match: str = "auto", names: tuple[str, str] | None = No
             status = "; ".join(parts) if parts else OK
         row["status"] = status
         rows.append(row)
-    out = pd.DataFrame(rows, columns=[c for c in COLUMNS if not c.startswith(("delta", "label_", "changed"))])
+    out = pd.DataFrame(rows, columns=[c for c in COLUMNS if not c.startswith(("delta", "label_", "changed"))]
+                       + extra[:4])
     both = ~out["status"].isin([ONLY_A, ONLY_B])
     for which in ("raw", "farms"):
         a_, b_ = out[f"alpha_{which}_a"].astype(float), out[f"alpha_{which}_b"].astype(float)
@@ -141,7 +149,10 @@ def compare_tables(a, b, match: str = "auto", names: tuple[str, str] | None = No
         out[f"label_{which}_b"] = labels(b_)
         la, lb = out[f"label_{which}_a"], out[f"label_{which}_b"]
         out[f"changed_{which}"] = both & (la != lb) & (la != NO_FIT) & (lb != NO_FIT)
-    out = out[COLUMNS].reset_index(drop=True)
+        if extra:
+            out[f"delta_{metric}_{which}"] = np.where(both, out[f"{metric}_{which}_b"] - out[f"{metric}_{which}_a"],
+                                                      np.nan)
+    out = out[COLUMNS + extra].reset_index(drop=True)
     out.attrs["matching"] = m.describe()
     return out
 
@@ -190,12 +201,31 @@ def compare_summary(cmp: pd.DataFrame) -> dict:
 
 # ------------------------------------------------------------------ series
 
-def series_long(items) -> pd.DataFrame:
+def metric_columns(metric: str) -> list[str]:
+    """The columns :func:`compare_tables` adds for ``metric`` (none for alpha, which it always has)."""
+    if metric == "alpha":
+        return []
+    return ([f"{metric}_{w}_{s}" for w in ("raw", "farms") for s in ("a", "b")]
+            + [f"delta_{metric}_{w}" for w in ("raw", "farms")])
+
+
+def value_column(metric: str, which: str, side: str | None = None) -> str:
+    """Where a comparison (``side`` a / b) or a series (no side) keeps ``metric``'s raw or FARMS value."""
+    return f"{metric}_{which}" + (f"_{side}" if side else "")
+
+
+def delta_column(metric: str, which: str) -> str:
+    return f"delta_{which}" if metric == "alpha" else f"delta_{metric}_{which}"
+
+
+def series_long(items, metric: str = "alpha") -> pd.DataFrame:
     """A long table of several checkpoints: step, step_index, layer, layer_index, alpha_raw, alpha_farms, status.
 
     ``items`` is a list of ``(step label, report or table)`` in training order. Layers are in
     order of first appearance (the first checkpoint's model order, later-only layers appended).
+    ``metric``: another metric carried as ``<metric>_raw`` / ``<metric>_farms`` too.
     """
+    extra = [] if metric == "alpha" else [f"{metric}_raw", f"{metric}_farms"]
     rows, order = [], {}
     for i, (label, rep) in enumerate(items):
         t = _table(rep)
@@ -204,8 +234,9 @@ def series_long(items) -> pd.DataFrame:
             order.setdefault(name, len(order))
             rows.append({"step": str(label), "step_index": i, "layer": name, "layer_index": order[name],
                          "alpha_raw": float(r["alpha_raw"]), "alpha_farms": float(r["alpha_farms"]),
-                         "status": _side_status(r)})
-    cols = ["step", "step_index", "layer", "layer_index", "alpha_raw", "alpha_farms", "status"]
+                         "status": _side_status(r),
+                         **{c: float(pd.to_numeric(r.get(c, np.nan), errors="coerce")) for c in extra}})
+    cols = ["step", "step_index", "layer", "layer_index", "alpha_raw", "alpha_farms", "status", *extra]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -219,13 +250,14 @@ def series_wide(long: pd.DataFrame, column: str = "alpha_farms") -> pd.DataFrame
     return w.reindex(index=layers, columns=steps)
 
 
-def series_mean(long: pd.DataFrame) -> pd.DataFrame:
-    """Per step: mean and std over layers of alpha raw and FARMS (finite values only) and the layer count."""
+def series_mean(long: pd.DataFrame, metric: str = "alpha") -> pd.DataFrame:
+    """Per step: mean and std over layers of alpha (or ``metric``) raw and FARMS (finite values only)
+    and the layer count."""
     out = []
     for (i, step), g in long.groupby(["step_index", "step"], sort=True):
         row = {"step": step, "step_index": i, "n_layers": len(g)}
         for which in ("raw", "farms"):
-            a = g[f"alpha_{which}"].astype(float)
+            a = g[f"{metric}_{which}"].astype(float)
             a = a[np.isfinite(a)]
             row[f"mean_{which}"] = float(a.mean()) if len(a) else np.nan
             row[f"std_{which}"] = float(a.std(ddof=0)) if len(a) else np.nan

@@ -277,6 +277,7 @@ LINKS: dict[str, tuple[Param, ...]] = {
         Param("from", "cmp_series_kind", "zoo", COMPARE_CHOICES["from"]),
         Param("series", "cmp_series_arch", "mlp", COMPARE_CHOICES["series"]),
         Param("folder", "cmp_series_folder", "", TEXT),
+        Param("metric", "cmp_metric", "alpha", OVERVIEW_CHOICES["metric"]),
     ),
     "overview": (
         Param("filter", "ov_pattern", "", FILTER),

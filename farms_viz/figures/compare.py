@@ -13,9 +13,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from farms_viz.analyses.compare import ONLY_A, ONLY_B, change_text, series_wide
+from farms_viz.analyses.compare import ONLY_A, ONLY_B, change_text, delta_column, series_wide, value_column
 from farms_viz.analyses.diagnosis import BAND_EDGES, BANDS
 from farms_viz.core.fits import nonzero_eigs
+from farms_viz.figures.overview import metric_label
 from farms_viz.figures.style import (
     COLORS,
     INK,
@@ -40,34 +41,41 @@ def _alpha_text(x) -> str:
     return f"{x:.2f}" if x is not None and np.isfinite(x) else "–"
 
 
-def _cmp_hover(cmp: pd.DataFrame) -> np.ndarray:
+def _value_text(metric: str):
+    return _alpha_text if metric == "alpha" else (lambda x: f"{x:.4g}" if x is not None and np.isfinite(x) else "–")
+
+
+def _cmp_hover(cmp: pd.DataFrame, metric: str = "alpha") -> np.ndarray:
     changes = [change_text(r) or "no change of diagnosis" for _, r in cmp.iterrows()]
+    text = _value_text(metric)
     cols = [cmp["layer"].astype(str), cmp["shape_a"].astype(str), cmp["shape_b"].astype(str),
-            cmp["alpha_raw_a"].map(_alpha_text), cmp["alpha_raw_b"].map(_alpha_text),
-            cmp["alpha_farms_a"].map(_alpha_text), cmp["alpha_farms_b"].map(_alpha_text), pd.Series(changes, index=cmp.index),
-            cmp["status"].astype(str)]
+            *(cmp[value_column(metric, w, s)].map(text) for w in ("raw", "farms") for s in ("a", "b")),
+            pd.Series(changes, index=cmp.index), cmp["status"].astype(str)]
     return np.stack([np.asarray(c, dtype=object) for c in cols], axis=1) if len(cmp) else np.empty((0, 9))
 
 
-_CMP_HOVER = ("<b>%{customdata[0]}</b> (%{customdata[8]})<br>shape A %{customdata[1]}, B %{customdata[2]}"
-              "<br>α raw %{customdata[3]} → %{customdata[4]}<br>α FARMS %{customdata[5]} → %{customdata[6]}"
-              "<br>%{customdata[7]}<extra>%{fullData.name}</extra>")
+def _cmp_template(metric: str = "alpha") -> str:
+    m = metric_label(metric)
+    return ("<b>%{customdata[0]}</b> (%{customdata[8]})<br>shape A %{customdata[1]}, B %{customdata[2]}"
+            f"<br>{m} raw %{{customdata[3]}} → %{{customdata[4]}}<br>{m} FARMS %{{customdata[5]}} → %{{customdata[6]}}"
+            "<br>%{customdata[7]}<extra>%{fullData.name}</extra>")
 
 
 def delta_bars(cmp: pd.DataFrame, label_a: str = "A", label_b: str = "B",
-               title: str = "Change of α per layer, B − A") -> go.Figure:
+               title: str = "Change of α per layer, B − A", metric: str = "alpha") -> go.Figure:
     """Horizontal bars of delta alpha (B - A), raw and FARMS, in model order (top to bottom).
 
     Layers whose HT-SR diagnosis changes (raw or FARMS) get a highlighted row and a bold name
     ending in ``◆``; layers on one side only are left out (they have no delta). ``customdata[0]``
-    is the layer name.
+    is the layer name. ``metric``: the change of another metric (compare_tables(metric=...)).
     """
     t = cmp[~cmp["status"].isin([ONLY_A, ONLY_B])].reset_index(drop=True)
-    n = len(t)
-    cd = _cmp_hover(t)
+    n, ml = len(t), metric_label(metric)
+    cd = _cmp_hover(t, metric)
     y = t["layer"].astype(str).tolist()
-    traces = [go.Bar(x=t[f"delta_{w}"].astype(float).to_numpy(), y=y, orientation="h", name=f"Δα {NAMES[w]}",
-                     marker=dict(color=COLORS[w], line=dict(width=0)), customdata=cd, hovertemplate=_CMP_HOVER)
+    traces = [go.Bar(x=t[delta_column(metric, w)].astype(float).to_numpy(), y=y, orientation="h",
+                     name=f"Δ{ml} {NAMES[w]}", meta=delta_column(metric, w),
+                     marker=dict(color=COLORS[w], line=dict(width=0)), customdata=cd, hovertemplate=_cmp_template(metric))
               for w in ("raw", "farms")]
     changed = (t["changed_raw"] | t["changed_farms"]).to_numpy(dtype=bool) if n else np.zeros(0, bool)
     shapes = [dict(type="rect", xref="paper", yref="y", x0=0, x1=1, y0=i - 0.5, y1=i + 0.5, fillcolor=CHANGED_FILL,
@@ -78,9 +86,11 @@ def delta_bars(cmp: pd.DataFrame, label_a: str = "A", label_b: str = "B",
         traces.append(go.Bar(x=[None], y=[None], orientation="h", name="◆ diagnosis changes (raw or FARMS)",
                              marker=dict(color=CHANGED_FILL, line=dict(color="#E0B97A", width=1)),
                              hoverinfo="skip"))
-    d = np.concatenate([t["delta_raw"].astype(float), t["delta_farms"].astype(float)]) if n else np.array([])
+    d = (np.concatenate([t[delta_column(metric, w)].astype(float) for w in ("raw", "farms")]) if n
+         else np.array([]))
     d = d[np.isfinite(d)]
-    m = max(0.5, float(np.abs(d).max()) * 1.12) if d.size else 1.0
+    m = max(0.5 if metric == "alpha" else 0.0, float(np.abs(d).max()) * 1.12) if d.size else 1.0
+    m = m or 1.0
     row_px = 24 if n <= 40 else (18 if n <= 120 else 13)
     tick_size = 12 if n <= 40 else (11 if n <= 120 else 9)
     return make_figure(traces, base_layout(
@@ -89,61 +99,68 @@ def delta_bars(cmp: pd.DataFrame, label_a: str = "A", label_b: str = "B",
         yaxis=dict(autorange="reversed", type="category", tickfont=dict(size=tick_size), showgrid=False,
                    tickmode="array", tickvals=y, ticktext=ticktext),
         xaxis=dict(range=[-m, m], zeroline=False, showline=True,
-                   title=dict(text=f"Δα = α({label_b}) − α({label_a})<br>"
-                                   "◀ heavier tail in B        lighter tail in B ▶")),
+                   title=dict(text=f"Δ{ml} = {ml}({label_b}) − {ml}({label_a})" + (
+                       "<br>◀ heavier tail in B        lighter tail in B ▶" if metric == "alpha" else ""))),
     ), width=WIDE_PX)
 
 
 def alpha_scatter(cmp: pd.DataFrame, label_a: str = "A", label_b: str = "B",
-                  title: str = "α of A vs α of B, per layer") -> go.Figure:
+                  title: str = "α of A vs α of B, per layer", metric: str = "alpha") -> go.Figure:
     """Scatter of alpha_A (x) against alpha_B (y), raw and FARMS, with the diagonal alpha_B = alpha_A.
 
     Points below the diagonal: alpha fell from A to B (a heavier tail, "more trained"). The band
     edges alpha = 2 and 6 are drawn on both axes. ``customdata[0]`` is the layer name.
+    ``metric``: another metric's A and B values (no band edges).
     """
     t = cmp[~cmp["status"].isin([ONLY_A, ONLY_B])].reset_index(drop=True)
-    cd = _cmp_hover(t)
+    cd, ml = _cmp_hover(t, metric), metric_label(metric)
     symbols = {"raw": "circle", "farms": "diamond"}
     traces = []
     vals = []
     for w in ("raw", "farms"):
-        xa, xb = t[f"alpha_{w}_a"].astype(float).to_numpy(), t[f"alpha_{w}_b"].astype(float).to_numpy()
+        xa, xb = (t[value_column(metric, w, s)].astype(float).to_numpy() for s in ("a", "b"))
         vals += [xa, xb]
         changed = t[f"changed_{w}"].to_numpy(dtype=bool) if len(t) else np.zeros(0, bool)
         traces.append(go.Scatter(
-            x=xa, y=xb, mode="markers", name=f"α {NAMES[w]}", customdata=cd, hovertemplate=_CMP_HOVER,
+            x=xa, y=xb, mode="markers", name=f"{ml} {NAMES[w]}", customdata=cd, hovertemplate=_cmp_template(metric),
+            meta=value_column(metric, w),
             marker=dict(color=COLORS[w], symbol=symbols[w], size=np.where(changed, 13, 9), opacity=0.85,
                         line=dict(width=np.where(changed, 2, 1), color=np.where(changed, INK, "white"))),
         ))
     allv = np.concatenate(vals) if vals else np.array([])
     allv = allv[np.isfinite(allv)]
-    lo, hi = _square_range(allv)
+    lo, hi = _square_range(allv, metric)
     traces.append(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color=INK, dash="dash", width=1.5),
                              name="diagonal: no change", hoverinfo="skip"))
     shapes = []
-    for edge in [e for e in BAND_EDGES if lo < e < hi]:
+    for edge in [e for e in BAND_EDGES if lo < e < hi and metric == "alpha"]:
         shapes.append(dict(type="line", xref="x", yref="paper", x0=edge, x1=edge, y0=0, y1=1,
                            line=dict(color="#CBD2D9", width=1, dash="dot"), layer="below"))
         shapes.append(dict(type="line", xref="paper", yref="y", x0=0, x1=1, y0=edge, y1=edge,
                            line=dict(color="#CBD2D9", width=1, dash="dot"), layer="below"))
     notes = [dict(xref="paper", yref="paper", x=0.02, y=0.98, xanchor="left", yanchor="top", showarrow=False,
-                  text="above the diagonal: α grew in B", font=dict(size=11, color=MUTED)),
+                  text=f"above the diagonal: {ml} grew in B", font=dict(size=11, color=MUTED)),
              dict(xref="paper", yref="paper", x=0.98, y=0.02, xanchor="right", yanchor="bottom", showarrow=False,
-                  text="below: α fell in B (heavier tail)", font=dict(size=11, color=MUTED))]
+                  text=f"below: {ml} fell in B" + (" (heavier tail)" if metric == "alpha" else ""),
+                  font=dict(size=11, color=MUTED))]
     if len(t):
         notes.append(dict(xref="paper", yref="paper", x=0.02, y=0.91, xanchor="left", yanchor="top",
                           showarrow=False, text="outlined: diagnosis changes", font=dict(size=11, color=MUTED)))
     return make_figure(traces, base_layout(
         title, height=540, shapes=shapes, annotations=notes, legend_top=False,
-        xaxis=dict(range=[lo, hi], title=dict(text=f"α of A ({label_a})"), showline=True, zeroline=False),
-        yaxis=dict(range=[lo, hi], title=dict(text=f"α of B ({label_b})"), zeroline=False),
+        xaxis=dict(range=[lo, hi], title=dict(text=f"{ml} of A ({label_a})"), showline=True, zeroline=False),
+        yaxis=dict(range=[lo, hi], title=dict(text=f"{ml} of B ({label_b})"), zeroline=False),
     ))
 
 
-def _square_range(vals: np.ndarray) -> tuple[float, float]:
-    """One padded range for both axes that holds every value and the band edge alpha = 2."""
+def _square_range(vals: np.ndarray, metric: str = "alpha") -> tuple[float, float]:
+    """One padded range for both axes that holds every value and (alpha) the band edge alpha = 2."""
     if not vals.size:
         return 0.0, 7.5
+    if metric != "alpha":  # any sign (log_norm < 0 for small weights)
+        lo, hi = float(vals.min()), float(vals.max())
+        pad = 0.08 * (hi - lo) or 0.5
+        return lo - pad, hi + pad
     lo, hi = min(float(vals.min()), 2.0), max(float(vals.max()), 2.0)
     pad = max(0.3, 0.08 * (hi - lo))
     return max(0.0, lo - pad), hi + pad
@@ -231,11 +248,14 @@ def _band_lines(fig, rows: int, cols: int) -> None:
                 fig.add_hline(y=edge, line=dict(color="#CBD2D9", width=1, dash="dot"), layer="below", row=r, col=c)
 
 
-def series_lines(long: pd.DataFrame, title: str = "α per layer across training", max_cols: int = 4) -> go.Figure:
-    """Small multiples, one panel per layer: alpha across steps, raw dashed orange, FARMS solid blue.
+def series_lines(long: pd.DataFrame, title: str = "α per layer across training", max_cols: int = 4,
+                 metric: str = "alpha") -> go.Figure:
+    """Small multiples, one panel per layer: alpha (or ``metric``, series_long(metric=...)) across
+    steps, raw dashed orange, FARMS solid blue.
 
     Steps are categories in training order; dotted lines mark alpha = 2 and 6 (the band edges).
     """
+    ml = metric_label(metric)
     steps = long.drop_duplicates("step_index").sort_values("step_index")["step"].tolist()
     layers = long.drop_duplicates("layer").sort_values("layer_index")["layer"].tolist()
     unit, ticks = _step_ticks(steps)
@@ -249,17 +269,19 @@ def series_lines(long: pd.DataFrame, title: str = "α per layer across training"
         r, c = k // ncols + 1, k % ncols + 1
         for w, dash, sym in (("raw", "dash", "circle"), ("farms", None, "diamond")):
             fig.add_trace(go.Scatter(
-                x=g["step"], y=g[f"alpha_{w}"].astype(float), mode="lines+markers", name=f"α {NAMES[w]}",
+                x=g["step"], y=g[f"{metric}_{w}"].astype(float), mode="lines+markers", name=f"{ml} {NAMES[w]}",
+                meta=f"{metric}_{w}",
                 legendgroup=w, showlegend=k == 0, line=dict(color=COLORS[w], dash=dash, width=2.5),
                 marker=dict(color=COLORS[w], symbol=sym, size=7),
-                hovertemplate=f"<b>{layer}</b><br>%{{x}}: α {NAMES[w]} %{{y:.2f}}<extra></extra>"), row=r, col=c)
-    _band_lines(fig, nrows, ncols)
-    vals = np.concatenate([long["alpha_raw"].astype(float), long["alpha_farms"].astype(float)]) if len(long) else []
+                hovertemplate=f"<b>{layer}</b><br>%{{x}}: {ml} {NAMES[w]} %{{y:.4g}}<extra></extra>"), row=r, col=c)
+    vals = (np.concatenate([long[f"{metric}_raw"].astype(float), long[f"{metric}_farms"].astype(float)])
+            if len(long) else [])
     vals = np.asarray(vals)[np.isfinite(vals)] if len(vals) else np.array([])
-    hi = max(6.5, float(vals.max()) * 1.08) if vals.size else 7.5
-    fig.update_yaxes(range=[0, hi], zeroline=False)
+    if metric == "alpha":
+        _band_lines(fig, nrows, ncols)
+        fig.update_yaxes(range=[0, max(6.5, float(vals.max()) * 1.08) if vals.size else 7.5], zeroline=False)
     for r in range(1, nrows + 1):
-        fig.update_yaxes(title_text="α", row=r, col=1)
+        fig.update_yaxes(title_text=ml, row=r, col=1)
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=steps, showline=True, tickangle=0,
                      tickmode="array", tickvals=steps, ticktext=ticks)
     for c in range(1, ncols + 1):
@@ -284,9 +306,11 @@ def _short(name: str, n: int = 38) -> str:
     return name if len(name) <= n else "…" + name[-(n - 1):]
 
 
-def series_mean_figure(mean: pd.DataFrame, title: str = "Mean α over layers across training") -> go.Figure:
-    """Mean alpha over layers per step, raw dashed orange and FARMS solid blue, ± one std as a band."""
-    traces = []
+def series_mean_figure(mean: pd.DataFrame, title: str = "Mean α over layers across training",
+                       metric: str = "alpha") -> go.Figure:
+    """Mean alpha (or ``metric``: series_mean(metric=...)) over layers per step, raw dashed orange and
+    FARMS solid blue, ± one std as a band; the alpha bands for alpha only."""
+    traces, ml = [], metric_label(metric)
     x = mean["step"].tolist()
     for w, dash in (("raw", "dash"), ("farms", None)):
         m, s = mean[f"mean_{w}"].astype(float).to_numpy(), mean[f"std_{w}"].astype(float).to_numpy()
@@ -294,10 +318,10 @@ def series_mean_figure(mean: pd.DataFrame, title: str = "Mean α over layers acr
                                  mode="lines", fillcolor=rgba(COLORS[w], 0.12), line=dict(width=0), hoverinfo="skip",
                                  name=f"± 1 std over layers ({NAMES[w]})", showlegend=False, legendgroup=w))
         traces.append(go.Scatter(
-            x=x, y=m, mode="lines+markers", name=f"mean α {NAMES[w]}", legendgroup=w,
+            x=x, y=m, mode="lines+markers", name=f"mean {ml} {NAMES[w]}", legendgroup=w, meta=f"mean_{w}",
             line=dict(color=COLORS[w], dash=dash, width=3), marker=dict(size=8, color=COLORS[w]),
             customdata=np.stack([s, mean["n_layers"].to_numpy()], axis=1) if len(mean) else None,
-            hovertemplate=f"%{{x}}: mean α {NAMES[w]} %{{y:.2f}} ± %{{customdata[0]:.2f}} "
+            hovertemplate=f"%{{x}}: mean {ml} {NAMES[w]} %{{y:.4g}} ± %{{customdata[0]:.3g}} "
                           f"(%{{customdata[1]}} layers)<extra></extra>"))
     allv = np.concatenate([mean[c].astype(float) + mean[s].astype(float).fillna(0)
                            for c, s in (("mean_raw", "std_raw"), ("mean_farms", "std_farms"))]) if len(mean) else []
@@ -305,36 +329,47 @@ def series_mean_figure(mean: pd.DataFrame, title: str = "Mean α over layers acr
     hi = max(6.5, float(allv.max()) * 1.1) if allv.size else 7.5
     shapes = [dict(type="rect", xref="paper", yref="y", x0=0, x1=1, y0=lo, y1=min(up, hi), fillcolor=color,
                    opacity=0.45, line_width=0, layer="below") for lo, up, _, color in BANDS if lo < hi]
+    if metric != "alpha":
+        shapes = []
     return make_figure(traces, base_layout(
         title, height=400, shapes=shapes, width=WIDE_PX,
         xaxis=dict(type="category", categoryorder="array", categoryarray=x, showline=True,
                    title=dict(text="checkpoint")),
-        yaxis=dict(range=[0, hi], title=dict(text="mean α over layers (band: ± 1 std)"), zeroline=False),
+        yaxis=dict(range=[0, hi] if metric == "alpha" else None, zeroline=False,
+                   title=dict(text=f"mean {ml} over layers (band: ± 1 std)")),
     ), width=WIDE_PX)
 
 
-def series_heatmap(long: pd.DataFrame, title: str = "α per layer (rows) and checkpoint (columns)") -> go.Figure:
+def series_heatmap(long: pd.DataFrame, title: str = "α per layer (rows) and checkpoint (columns)",
+                   metric: str = "alpha") -> go.Figure:
     """Two heatmaps side by side, raw | FARMS: layers (model order, top to bottom) x steps, value printed.
 
-    One colour scale for both: red below 2 (over-trained), green from 2 to 6 (darkest at 4), grey above 6.
+    One colour scale for both: red below 2 (over-trained), green from 2 to 6 (darkest at 4), grey above
+    6; another ``metric``: Viridis over its range.
     """
-    wr, wf = series_wide(long, "alpha_raw"), series_wide(long, "alpha_farms")
-    n = len(wr)
+    wr, wf = series_wide(long, f"{metric}_raw"), series_wide(long, f"{metric}_farms")
+    n, ml, text = len(wr), metric_label(metric), _value_text(metric)
+    both = np.concatenate([wr.to_numpy(dtype=float).ravel(), wf.to_numpy(dtype=float).ravel()])
+    both = both[np.isfinite(both)]
+    scale = (dict(zmin=0, zmax=ALPHA_ZMAX, colorscale=ALPHA_SCALE) if metric == "alpha" else
+             dict(zmin=float(both.min()) if both.size else 0, zmax=float(both.max()) if both.size else 1,
+                  colorscale="Viridis"))
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.03,
-                        subplot_titles=("raw α", "FARMS α"))
+                        subplot_titles=(f"raw {ml}", f"FARMS {ml}"))
     for col, w, wide in ((1, "raw", wr), (2, "farms", wf)):
         if wide.empty:
             continue
         z = wide.to_numpy(dtype=float)
         fig.add_trace(go.Heatmap(
-            z=z, x=list(wide.columns), y=[_short(s, 44) for s in wide.index], zmin=0, zmax=ALPHA_ZMAX,
-            colorscale=ALPHA_SCALE, showscale=col == 2, xgap=2, ygap=2,
-            text=[[_alpha_text(v) for v in row] for row in z], texttemplate="%{text}",
+            z=z, x=list(wide.columns), y=[_short(s, 44) for s in wide.index], **scale,
+            showscale=col == 2, xgap=2, ygap=2, meta=f"{metric}_{w}",
+            text=[[text(v) for v in row] for row in z], texttemplate="%{text}",
             textfont=dict(size=11 if n <= 40 else 8),
             customdata=np.array([[name] * z.shape[1] for name in wide.index], dtype=object),
-            colorbar=dict(title=dict(text="α", side="right"), thickness=12, len=0.9,
-                          tickvals=[0, 2, 4, 6, 8], ticktext=["0", "2", "4", "6", "≥ 8"]),
-            hovertemplate=f"<b>%{{customdata}}</b><br>%{{x}}: α {NAMES[w]} %{{z:.2f}}<extra></extra>"),
+            colorbar=dict(title=dict(text=ml, side="right"), thickness=12, len=0.9,
+                          **(dict(tickvals=[0, 2, 4, 6, 8], ticktext=["0", "2", "4", "6", "≥ 8"])
+                             if metric == "alpha" else {})),
+            hovertemplate=f"<b>%{{customdata}}</b><br>%{{x}}: {ml} {NAMES[w]} %{{z:.4g}}<extra></extra>"),
             row=1, col=col)
     fig.update_yaxes(autorange="reversed", type="category", showgrid=False, tickfont=dict(size=12 if n <= 40 else 9))
     fig.update_xaxes(type="category", showgrid=False, side="bottom")

@@ -92,3 +92,19 @@ def test_home_shows_the_metric_summary():
     assert len(exp) == 1
     frame = exp[0].dataframe[0].value
     assert "log_norm" in set(frame["metric"]) and {"raw", "FARMS"} <= set(frame.columns)
+
+
+COMPARE = str(ROOT / "pages/4_Compare.py")
+
+
+def test_compare_metric_switch_and_link():
+    at = ok(linked_app(COMPARE, s_ops=3, a="digits-mlp@1", b="digits-mlp@30", metric="entropy").run())
+    assert at.selectbox(key="w_cmp_metric").value == "entropy"
+    ta, tb = analyze("digits-mlp@1", ops=3).table, analyze("digits-mlp@30", ops=3).table
+    bars = _figures(at)[0]
+    assert np.allclose(_values(_trace(bars, "delta_entropy_farms"), "x"), tb["entropy_farms"] - ta["entropy_farms"])
+    at.query_params["view"] = "series"
+    at.session_state["cmp_view"] = "series"
+    ok(at.run())
+    lines = [f for f in _figures(at) if any(d.get("meta") == "entropy_farms" for d in f["data"])]
+    assert lines, "the series charts show entropy"

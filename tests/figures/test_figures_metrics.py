@@ -4,6 +4,7 @@ metric in the overview's bars and aspect-ratio plot."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from farms_viz.core.metrics import fit_mp_kde
 from farms_viz.core.mp import fit_mp
@@ -105,3 +106,30 @@ def test_overview_figures_show_the_chosen_metric_without_alpha_bands():
     blocks = overview.alpha_by_block(t, metric="log_norm")
     assert {tr.meta for tr in blocks.data} == {"log_norm_raw", "log_norm_farms"}
     assert not [s for s in blocks.layout.shapes if s.type == "line"]  # no alpha band edges
+
+
+def test_compare_and_series_carry_the_chosen_metric():
+    from farms_viz.analyses.compare import compare_tables, series_long, series_mean
+    from farms_viz.figures import compare as fc
+
+    a, b = _metric_table(), _metric_table()
+    b["log_norm_raw"] = a["log_norm_raw"] + 0.25
+    b["log_norm_farms"] = a["log_norm_farms"] - 0.5
+    cmp = compare_tables(a.assign(status="ok"), b.assign(status="ok"), metric="log_norm")
+    assert np.allclose(cmp["delta_log_norm_raw"], 0.25) and np.allclose(cmp["delta_log_norm_farms"], -0.5)
+    assert np.allclose(cmp["log_norm_farms_b"], b["log_norm_farms"])
+    assert "log_norm_raw_a" not in compare_tables(a.assign(status="ok"), b.assign(status="ok"))
+    bars = fc.delta_bars(cmp, metric="log_norm")
+    assert np.allclose(_by_meta(bars, "delta_log_norm_farms").x, -0.5)
+    assert _by_meta(bars, "delta_log_norm_raw").name == "Δlog_norm raw"
+    sc = fc.alpha_scatter(cmp, metric="log_norm")
+    assert np.allclose(_by_meta(sc, "log_norm_raw").y, b["log_norm_raw"]) and sc.layout.xaxis.range[0] < -1.5
+    long = series_long([("step 0", a.assign(status="ok")), ("step 1", b.assign(status="ok"))], "log_norm")
+    mean = series_mean(long, "log_norm")
+    assert np.allclose(mean["mean_farms"], [a["log_norm_farms"].mean(), b["log_norm_farms"].mean()])
+    lines = fc.series_lines(long, metric="log_norm")
+    assert {t.meta for t in lines.data} == {"log_norm_raw", "log_norm_farms"}
+    heat = fc.series_heatmap(long, metric="log_norm")
+    lowest = min(t[c].min() for t in (a, b) for c in ("log_norm_raw", "log_norm_farms"))
+    assert _by_meta(heat, "log_norm_raw").zmin == pytest.approx(lowest) and not heat.layout.shapes
+    assert "log_norm" in fc.series_mean_figure(mean, metric="log_norm").layout.yaxis.title.text
