@@ -185,8 +185,9 @@ def esd_overlay(spec_a, spec_b, label_a: str = "A", label_b: str = "B", bins: in
         return "α " + " → ".join(parts)
 
     fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.08, vertical_spacing=0.16,
-                        subplot_titles=("ESD raw", "ESD FARMS", f"Power-law tail raw (CCDF): {alphas('raw')}",
-                                        f"Power-law tail FARMS (CCDF): {alphas('farms')}"))
+                        # two lines: a panel is ~240 px wide at 1024 px (one line ran into its neighbour)
+                        subplot_titles=("ESD raw", "ESD FARMS", f"Power-law tail raw (CCDF)<br>{alphas('raw')}",
+                                        f"Power-law tail FARMS (CCDF)<br>{alphas('farms')}"))
     for col, w in ((1, "raw"), (2, "farms")):
         color = COLORS[w]
         for side, spec, lab in (("A", spec_a, label_a), ("B", spec_b, label_b)):
@@ -225,7 +226,7 @@ def esd_overlay(spec_a, spec_b, label_a: str = "A", label_b: str = "B", bins: in
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="power-law fit from xmin (dark line)",
                              line=dict(color=INK, width=2.5), hoverinfo="skip"))
     fig.update_xaxes(type="log", showline=True, title_text="eigenvalue λ (log scale)", row=2)
-    fig.update_xaxes(type="log", showline=True, title_text="eigenvalue λ of WᵀW (log scale)", row=1)
+    fig.update_xaxes(type="log", showline=True, title_text="eigenvalue λ of WᵀW", row=1)  # log: the ticks say
     fig.update_yaxes(title_text="density per decade", row=1, col=1, rangemode="tozero")
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
     # labels at 1, 2, 5 per decade: on a short range plotly's default labels every digit, 1-9,
