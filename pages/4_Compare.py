@@ -84,8 +84,10 @@ def pair_view() -> None:
 
     event = chart(st, fc.delta_bars(cmp, la, lb, title=f"Change of {ML} per layer: B − A", metric=metric), "cmp_bars",
                   lines, (stem, f"delta-{metric}"), on_select="rerun", selection_mode="points")
-    st.caption("Negative Δα: the tail of B's spectrum is heavier (HT-SR reads this as more training). "
-               "Rows marked ◆ change diagnosis between A and B. Click a bar to show that layer's spectra below.")
+    st.caption(("Negative Δα: the tail of B's spectrum is heavier (HT-SR reads this as more training). "
+                if metric == "alpha" else f"Δ{metric}: B's {metric} minus A's. ")
+               + "Rows marked ◆ change diagnosis (by α) between A and B. Click a bar to show that layer's spectra "
+                 "below.")
 
     c1, c2 = st.columns([1, 1], gap="large")
     chart(c1, fc.alpha_scatter(cmp, la, lb, title=f"{ML} of A vs {ML} of B, per layer", metric=metric), "cmp_scatter",
