@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -109,11 +110,20 @@ class SVMetrics:
     matrix_rank: int
 
 
-def slice_singular_values(slices, slice_eigs=None) -> list[np.ndarray]:
+def gram_eigs(w: np.ndarray) -> np.ndarray:
+    """Eigenvalues of W^T W of one matrix, ascending, from its smaller float64 Gram matrix, clamped at 0."""
+    w = np.asarray(w, dtype=np.float64)
+    g = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+    return np.clip(np.linalg.eigvalsh(g), 0.0, None)
+
+
+def slice_singular_values(slices, slice_eigs=None, eigs: Callable[[np.ndarray], np.ndarray] = gram_eigs
+                          ) -> list[np.ndarray]:
     """Each slice's singular values, float64 ascending, accurate down to float64 round-off.
 
     A slice's float64 Gram eigenvalues (``slice_eigs`` (k, side) if already computed in float64,
-    else computed here) are square-rooted when its smallest one is above GRAM_TRUST * side * eps64 *
+    else ``eigs`` of the slice: any float64 route, e.g. torch with one thread where numpy's BLAS
+    threads contend) are square-rooted when its smallest one is above GRAM_TRUST * side * eps64 *
     l_max; a slice near rank deficiency gets an SVD instead (what WW computes for every slice), since
     a Gram matrix cannot tell a singular value of 1e-9 sigma_max from zero.
     """
@@ -127,7 +137,7 @@ def slice_singular_values(slices, slice_eigs=None) -> list[np.ndarray]:
         if slice_eigs is not None:
             ev = np.sort(np.asarray(slice_eigs[k], dtype=np.float64))
         else:
-            ev = np.linalg.eigvalsh(w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T)
+            ev = np.sort(np.asarray(eigs(w), dtype=np.float64))
         if ev.size and ev[0] > GRAM_TRUST * side * eps * ev[-1]:
             out.append(np.sqrt(ev))
         else:
@@ -213,6 +223,18 @@ def linear_kde(data: np.ndarray, x: np.ndarray, h: float) -> np.ndarray:
     return (left + right) / (d.size * h)
 
 
+#: Densities within this relative distance of the maximum are the same maximum: a linear-kernel
+#: density is flat between some data points (on mobilenet-v2's depthwise layers, randomized: three
+#: grid points tie at 3.32207569), and summation order alone picked a later one (1.6e-14 apart).
+PEAK_TIE = 1e-12
+
+
+def peak_index(y: np.ndarray) -> int:
+    """The first grid point of the density's maximum (WW's ``xde[np.where(yde == max(yde))][0]``),
+    ties taken within PEAK_TIE so the result does not hang on round-off."""
+    return int(np.flatnonzero(y >= np.max(y) * (1 - PEAK_TIE))[0])
+
+
 def _mp_residual(xg: np.ndarray, yg: np.ndarray, Q: float, sigmas: np.ndarray) -> np.ndarray:
     """WW's ``resid_mp(..., allresid=False)`` for each sigma: sum of squared residuals over the
     grid points xg where the density yg > KDE_FLOOR (the others add zeros)."""
@@ -226,7 +248,7 @@ def _mp_residual(xg: np.ndarray, yg: np.ndarray, Q: float, sigmas: np.ndarray) -
         b = np.power(s * (1 + np.sqrt(1 / Q)), 2)
         a = np.power(s * (1 - np.sqrt(1 / Q)), 2)
         ymp = np.nan_to_num((1 / (2 * np.pi * s * s * x * y)) * np.sqrt((b - x) * (x - a)))
-    peak = xg[int(np.argmax(yg))]
+    peak = xg[peak_index(yg)]
     bad = ((b < peak) | (b > np.max(xg)) | (a > peak))[:, 0]
     return np.where(bad, 1e6 * xg.size, np.sum((ymp - yg) ** 2, axis=1))
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from farms_viz.core.metrics import MPKdeFit, fit_mp_kde
+from farms_viz.core.metrics import MPKdeFit, fit_mp_kde, gram_eigs
 
 #: WW shuffles 5 times and pools the replicas when a layer's n_comp = M * rf (its smaller side times
 #: the number of slices: every eigenvalue, except for WW's even-kernel conv quirk, see
@@ -38,12 +38,6 @@ def _stack(W) -> np.ndarray:
     if w.ndim != 3:
         raise ValueError(f"expected a matrix or a stack of slices (k, rows, cols), got shape {w.shape}")
     return w
-
-
-def gram_eigs(w: np.ndarray) -> np.ndarray:
-    """Eigenvalues of W^T W of one matrix from its smaller float64 Gram matrix, clamped at 0."""
-    g = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
-    return np.clip(np.linalg.eigvalsh(g), 0.0, None)
 
 
 def permutations(shape: tuple[int, int, int], seed, replicas: int) -> list[list[np.ndarray]]:

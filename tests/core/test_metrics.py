@@ -167,6 +167,17 @@ def test_mp_fit_equals_the_transcription():
             pytest.approx(lo, rel=1e-12, abs=1e-300), pytest.approx(hi, rel=1e-12))
 
 
+def test_mp_fit_takes_the_first_of_a_flat_density_maximum():
+    assert M.peak_index(np.array([1.0, 3.0, 3.0 + 1e-15, 3.0 - 1e-15, 2.0])) == 1
+    # mobilenet-v2 features.11.conv.1.0 shuffled: 9 column norms, WW's 5 replicas, a density plateau
+    e = np.repeat([0.12693023, 0.15746629, 0.18171335, 0.20369635, 0.60515153, 0.61886689, 0.70138787,
+                   0.80502223, 5.59976526], 5)
+    for scale in (1.0, 1.0 + 4e-16, 3.0):
+        f = M.fit_mp_kde(e * scale, 384, 1)
+        spikes, sigma, *_ = R.mp_fit(e * scale, 384, 1)
+        assert (f.num_spikes, f.sigma) == (spikes, pytest.approx(sigma, rel=1e-12))
+
+
 def test_mp_fit_of_noise_finds_the_mp_edge_and_a_planted_spike():
     rows, cols = 1000, 250
     w = noise(rows, cols, 1)  # entry variance 1 / N: l+ = N sigma^2 (1 + 1/sqrt(Q))^2 = (1 + 1/2)^2
