@@ -27,7 +27,7 @@ def app_page(browser, streamlit_server):
     ctx = browser.new_context(viewport=VIEWPORT)
     page = ctx.new_page()
     page.goto(streamlit_server + "/" + QUERY)
-    page.get_by_text("Layers FARMS can change").wait_for(timeout=LOAD_TIMEOUT_MS)
+    page.get_by_text("Layers FARMS can change", exact=True).wait_for(timeout=LOAD_TIMEOUT_MS)
     idle(page)
     yield page
     ctx.close()

@@ -23,7 +23,7 @@ def test_a_server_path_in_the_link_is_refused_in_one_sentence(browser, served_se
     ctx = browser.new_context(viewport=VIEWPORT)
     page = ctx.new_page()
     page.goto(f"{served_server}/?model={model}&ops=3")
-    page.get_by_text("Layers FARMS can change").wait_for(timeout=LOAD_TIMEOUT_MS)
+    page.get_by_text("Layers FARMS can change", exact=True).wait_for(timeout=LOAD_TIMEOUT_MS)
     idle(page)
     no_exceptions(page)
     alerts = _alerts(page)

@@ -22,7 +22,7 @@ def page(browser, streamlit_server):
     ctx = browser.new_context(viewport=VIEWPORT)
     p = ctx.new_page()
     p.goto(streamlit_server + "/")
-    p.get_by_text("Layers FARMS can change").wait_for(timeout=LOAD_TIMEOUT_MS)
+    p.get_by_text("Layers FARMS can change", exact=True).wait_for(timeout=LOAD_TIMEOUT_MS)
     idle(p)
     yield p
     ctx.close()
