@@ -12,12 +12,9 @@ split stays fixed) in ``digits/v1-seed<k>/``, for measures with a spread over tr
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from torch import nn
 
 from farms_viz.core.spectra import torch_threads
 from farms_viz.errors import FarmsError
+from farms_viz.zoo.build import build_once
 
 EPOCHS = (0, 1, 3, 10, 30)
 ARCHS = ("mlp", "cnn")
@@ -167,27 +165,7 @@ def _build_into(dest: Path, seed: int = SEED) -> dict:
 def ensure_built(seed: int = SEED) -> Path:
     """The checkpoint folder, training the models first if they are not there yet (a few seconds)."""
     final = cache_dir(seed)
-    if (final / "accuracy.json").is_file():
-        return final
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with open(final.parent / f"{final.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if (final / "accuracy.json").is_file():  # built by someone else while we waited
-                return final
-            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-            try:
-                _build_into(tmp, seed)
-                if final.exists():  # a broken leftover (no accuracy.json)
-                    shutil.rmtree(final)
-                os.rename(tmp, final)
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
-    except OSError as e:
-        raise FarmsError(f"cannot build the digits models in {final.parent}: {e.strerror or e} "
-                         f"(set FARMS_VIZ_CACHE to a writable folder).") from None
-    return final
+    return build_once(final, "accuracy.json", lambda tmp: _build_into(tmp, seed), "the digits models")
 
 
 def accuracy(seed: int = SEED) -> dict | None:

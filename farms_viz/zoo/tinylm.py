@@ -20,15 +20,12 @@ digits models.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
 import os
-import shutil
 import sys
 import sysconfig
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -40,6 +37,7 @@ from torch.nn import functional as F
 
 from farms_viz.core.spectra import torch_threads
 from farms_viz.errors import FarmsError
+from farms_viz.zoo.build import build_once
 
 VERSION = "v1"
 VOCAB = 256
@@ -309,27 +307,7 @@ def _build_into(dest: Path, variant: str, seed: int) -> dict:
 def ensure_built(variant: str = "full", seed: int = 0) -> Path:
     """The checkpoint folder, training the model first if it is not there yet (full: minutes)."""
     final = cache_dir(variant, seed)
-    if (final / "info.json").is_file():
-        return final
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with open(final.parent / f"{final.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if (final / "info.json").is_file():  # built by someone else while we waited
-                return final
-            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-            try:
-                _build_into(tmp, variant, seed)
-                if final.exists():  # a broken leftover (no info.json)
-                    shutil.rmtree(final)
-                os.rename(tmp, final)
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
-    except OSError as e:
-        raise FarmsError(f"cannot build the tiny LM in {final.parent}: {e.strerror or e} "
-                         f"(set FARMS_VIZ_CACHE to a writable folder).") from None
-    return final
+    return build_once(final, "info.json", lambda tmp: _build_into(tmp, variant, seed), "the tiny LM")
 
 
 def checkpoint(variant: str = "full", seed: int = 0) -> Path:
