@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from farms_viz.core.metrics import esd_metrics, fit_mp_kde, slice_singular_values
+from farms_viz.core.metrics import esd_metrics, fit_mp_kde, matrix_entropy, matrix_rank, slice_singular_values
 from farms_viz.core.randomize import n_replicas, permutations, rand_distance, randomized_esd, shuffle
 from farms_viz.core.spectra import conv_block_esds, farms_esd
 from farms_viz.settings import Settings
@@ -48,13 +48,6 @@ class RandSide:
     bulk_max: float
     spike_edge: float
     n_traps: int
-
-
-def _numerical_rank(e: np.ndarray, n_long: int) -> int:
-    """Eigenvalues whose singular value exceeds sv_max * N * eps64 (WW's matrix_rank, on eigenvalues)."""
-    if e.size == 0 or not e[-1] > 0:
-        return 0
-    return int(np.count_nonzero(e > e[-1] * (n_long * np.finfo(np.float64).eps) ** 2))
 
 
 def _pooled_farms(slices: torch.Tensor, kind_blocks: bool, settings: Settings) -> np.ndarray:
@@ -87,10 +80,10 @@ def _layer_metrics(slices, e_raw, e_farms, alpha_raw, alpha_farms, window, n_win
     raw = esd_metrics(e_raw, alpha_raw, n_long, svals)
     raw["mp_softrank"] = fit_mp_kde(e_raw, n_long, n_short).mp_softrank
     farms = esd_metrics(e_farms, alpha_farms, wl, None)
-    rank = _numerical_rank(np.sort(e_farms), wl)
-    if rank > 0:
-        p = np.sort(e_farms) / np.sum(e_farms) + 1e-10
-        farms["entropy"] = float(-np.sum(p * np.log(p)) / np.log(rank + 1e-10))
+    sv_farms = np.sqrt(np.clip(np.asarray(e_farms, dtype=np.float64), 0.0, None))
+    rank = matrix_rank(sv_farms, wl) if sv_farms.size and sv_farms.max() > 0 else 0
+    if rank > 0:  # WW's entropy, normalised by the pooled ESD's own rank
+        farms["entropy"] = matrix_entropy(e_farms, rank)
     farms["mp_softrank"] = fit_mp_kde(e_farms, wl, ws).mp_softrank
     for name in RAW_ONLY:
         farms[name] = math.nan
