@@ -42,11 +42,13 @@ from _common import best_of, describe_machine  # noqa: E402
 from fidelity import as_module, load_weights  # noqa: E402
 
 from farms_viz import analyze  # noqa: E402
-from farms_viz.core import metrics as M  # noqa: E402
+from farms_viz.core import metrics as M
+from farms_viz.core import mp as MP  # noqa: E402
 from farms_viz.core import randomize as RZ  # noqa: E402
 from farms_viz.core.fits import fit_power_law  # noqa: E402
 from farms_viz.core.matrices import to_matrices  # noqa: E402
-from farms_viz.core.spectra import esd, torch_threads  # noqa: E402
+from farms_viz.core.spectra import esd  # noqa: E402
+from farms_viz.core.threads import torch_threads  # noqa: E402
 
 
 def timed(fn):
@@ -78,7 +80,7 @@ def deterministic(layers, eigs=M.gram_eigs):
     rows = {}
     for name, (slices, e, alpha, N, Mm) in layers.items():
         cols = M.esd_metrics(e, alpha, N, M.slice_singular_values(slices, eigs=eigs))
-        cols["mp_softrank"] = M.fit_mp_kde(e, N, Mm).mp_softrank
+        cols["mp_softrank"] = MP.fit_mp_kde(e, N, Mm).mp_softrank
         rows[name] = cols
     return rows
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from farms_viz.pipeline.layer import uses_blocks
+from farms_viz.pipeline.farms import uses_blocks
 from farms_viz.pipeline.layerfilter import filter_names
 
 #: (low, high, label, colour) for the alpha bands, low inclusive.

@@ -142,7 +142,7 @@ def digits_curves(arch: str = "cnn", seeds=(0, 1, 2), epochs: int = 10, arms=ARM
     seconds`` (seconds: that epoch's training and re-analysis)."""
     import time
 
-    from farms_viz.core.spectra import torch_threads
+    from farms_viz.core.threads import torch_threads
 
     unknown = [a for a in arms if a not in ARMS]
     if unknown:

@@ -21,15 +21,13 @@ import numpy as np
 EPSILON = 1e-10
 #: WW's default ``tolerance`` for weak_rank_loss (WEAK_RANK_LOSS_TOLERANCE, constants.py 162).
 WEAK_RANK_TOL = 1e-6
-#: An eigenvalue of a float64 Gram matrix is trusted as a squared singular value when it exceeds
-#: GRAM_TRUST * side * eps64 * l_max (its round-off is ~side * eps64 * l_max, so its relative error
-#: is then under 1e-6); otherwise the slice's singular values come from an SVD, as in WW.
-GRAM_TRUST = 1e6
-#: WW's MP fit: kernel-density bandwidth, grid size and the density below which grid points are
-#: dropped from the residual (RMT_Util.py ``resid_mp`` 757-814).
-KDE_BANDWIDTH = 0.1
-KDE_POINTS = 1000
-KDE_FLOOR = 0.01
+#: A slice's Gram eigenvalues are taken as its squared singular values when the smallest exceeds
+#: SV_TRUST * side * eps64 * l_max (float64 round-off is ~side * eps64 * l_max, so the relative error
+#: is then under 1e-6); otherwise the slice's singular values come from an SVD, as in WW. Eigenvalues
+#: from spectra.matrix_eigs' float32 route always pass (it keeps them only above
+#: spectra.GRAM_TRUST * sqrt(side) * eps32 * l_max); their error is ~eps32 * l_max, so sv_min is then
+#: within eps32 * l_max / (2 l_min) < 3e-4 relative (measured: at most 5.8e-5 on minilm and mobilenet-v2).
+SV_TRUST = 1e6
 
 
 def _e(esd) -> np.ndarray:
@@ -117,31 +115,33 @@ def gram_eigs(w: np.ndarray) -> np.ndarray:
     return np.clip(np.linalg.eigvalsh(g), 0.0, None)
 
 
-def slice_singular_values(slices, slice_eigs=None, eigs: Callable[[np.ndarray], np.ndarray] = gram_eigs
-                          ) -> list[np.ndarray]:
+def slice_singular_values(slices, slice_eigs=None, eigs: Callable[[np.ndarray], np.ndarray] = gram_eigs,
+                          svd: Callable[[int], np.ndarray] | None = None) -> list[np.ndarray]:
     """Each slice's singular values, float64 ascending, accurate down to float64 round-off.
 
-    A slice's float64 Gram eigenvalues (``slice_eigs`` (k, side) if already computed in float64,
-    else ``eigs`` of the slice: any float64 route, e.g. torch with one thread where numpy's BLAS
-    threads contend) are square-rooted when its smallest one is above GRAM_TRUST * side * eps64 *
-    l_max; a slice near rank deficiency gets an SVD instead (what WW computes for every slice), since
-    a Gram matrix cannot tell a singular value of 1e-9 sigma_max from zero.
+    ``slices`` (k, rows, cols), numpy or torch, is converted one slice at a time, only where needed.
+    A slice's Gram eigenvalues (``slice_eigs`` (k, side) if already computed, e.g. by
+    spectra.matrix_eigs, else ``eigs`` of the slice in float64) are square-rooted when its smallest one
+    is above SV_TRUST * side * eps64 * l_max; a slice near rank deficiency gets an SVD instead (what WW
+    computes for every slice), since a Gram matrix cannot tell a singular value of 1e-9 sigma_max from
+    zero: ``svd(s)`` when given (e.g. torch on the layer's device), else numpy's of that one slice.
     """
-    mats = np.asarray(slices, dtype=np.float64)
-    if mats.ndim == 2:
-        mats = mats[None]
+    k = slices.shape[0] if slices.ndim == 3 else 1
+
+    def one(s: int) -> np.ndarray:
+        w = slices[s] if slices.ndim == 3 else slices
+        return np.asarray(w.cpu() if hasattr(w, "cpu") else w, dtype=np.float64)
+
     out = []
     eps = np.finfo(np.float64).eps
-    for k, w in enumerate(mats):
-        side = min(w.shape)
-        if slice_eigs is not None:
-            ev = np.sort(np.asarray(slice_eigs[k], dtype=np.float64))
-        else:
-            ev = np.sort(np.asarray(eigs(w), dtype=np.float64))
-        if ev.size and ev[0] > GRAM_TRUST * side * eps * ev[-1]:
+    side = min(slices.shape[-2:])
+    for s in range(k):
+        ev = np.sort(np.asarray(slice_eigs[s] if slice_eigs is not None else eigs(one(s)), dtype=np.float64))
+        if ev.size and ev[0] > SV_TRUST * side * eps * ev[-1]:
             out.append(np.sqrt(ev))
         else:
-            out.append(np.sort(np.linalg.svd(w, compute_uv=False)))
+            sv = svd(s) if svd is not None else np.linalg.svd(one(s), compute_uv=False)
+            out.append(np.sort(np.asarray(sv, dtype=np.float64)))
     return out
 
 
@@ -182,182 +182,6 @@ def ww_dims(out_ch: int, in_ch: int, kh: int, kw: int) -> tuple[int, int]:
     if out_ch < in_ch and (kh * kw) % 2 == 0:
         return m, n
     return n, m
-
-
-# ---------------------------------------------------------------- WW's MP fit (mp_fit=True)
-
-@dataclass(frozen=True)
-class MPKdeFit:
-    """WW's MP fit of an ESD (``mp_fit`` weightwatcher.py 4739-4834); NaN where WW reports -1.
-
-    ``sigma`` is in the rescaled units (ESD times ``w_scale``^2, mean 1) as WW reports sigma_mp;
-    ``bulk_min``, ``bulk_max`` and ``spike_edge`` (bulk_max plus WW's Tracy-Widom margin, above which
-    an eigenvalue is a spike) are in the ESD's own units.
-    """
-
-    Q: float
-    sigma: float
-    bulk_min: float
-    bulk_max: float
-    spike_edge: float
-    num_spikes: int
-    mp_softrank: float
-    w_scale: float
-
-    @classmethod
-    def failed(cls, Q: float) -> "MPKdeFit":
-        return cls(Q, math.nan, math.nan, math.nan, math.nan, -1, math.nan, math.nan)
-
-
-def linear_kde(data: np.ndarray, x: np.ndarray, h: float) -> np.ndarray:
-    """sklearn's ``KernelDensity(kernel='linear', bandwidth=h)`` density of 1-D ``data`` at ``x``:
-    sum_i max(0, 1 - |x - d_i| / h) / (n h), by prefix sums over the sorted data."""
-    d = np.sort(data)
-    c = np.concatenate(([0.0], np.cumsum(d)))
-    lo = np.searchsorted(d, x - h, side="right")
-    mid = np.searchsorted(d, x, side="right")
-    hi = np.searchsorted(d, x + h, side="left")
-    n_l, n_r = mid - lo, hi - mid
-    left = n_l - (n_l * x - (c[mid] - c[lo])) / h
-    right = n_r - ((c[hi] - c[mid]) - n_r * x) / h
-    return (left + right) / (d.size * h)
-
-
-#: Densities within this relative distance of the maximum are the same maximum: a linear-kernel
-#: density is flat between some data points (on mobilenet-v2's depthwise layers, randomized: three
-#: grid points tie at 3.32207569), and summation order alone picked a later one (1.6e-14 apart).
-PEAK_TIE = 1e-12
-
-
-def peak_index(y: np.ndarray) -> int:
-    """The first grid point of the density's maximum (WW's ``xde[np.where(yde == max(yde))][0]``),
-    ties taken within PEAK_TIE so the result does not hang on round-off."""
-    return int(np.flatnonzero(y >= np.max(y) * (1 - PEAK_TIE))[0])
-
-
-def _mp_residual(xg: np.ndarray, yg: np.ndarray, Q: float, sigmas: np.ndarray) -> np.ndarray:
-    """WW's ``resid_mp(..., allresid=False)`` for each sigma: sum of squared residuals over the
-    grid points xg where the density yg > KDE_FLOOR (the others add zeros)."""
-    s = sigmas[:, None]
-    x = xg[None, :]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if Q == 1:  # quarter circle on singular values; its shape ignores sigma, as WW's
-            ymp = np.nan_to_num((1 / (np.pi * s * s)) * np.sqrt(4 - x ** 2))
-            return np.sum((ymp - yg) ** 2, axis=1)
-        y = 1 / Q
-        b = np.power(s * (1 + np.sqrt(1 / Q)), 2)
-        a = np.power(s * (1 - np.sqrt(1 / Q)), 2)
-        ymp = np.nan_to_num((1 / (2 * np.pi * s * s * x * y)) * np.sqrt((b - x) * (x - a)))
-    peak = xg[peak_index(yg)]
-    bad = ((b < peak) | (b > np.max(xg)) | (a > peak))[:, 0]
-    return np.where(bad, 1e6 * xg.size, np.sum((ymp - yg) ** 2, axis=1))
-
-
-class _TooManyCalls(Exception):
-    pass
-
-
-def nelder_mead_1d(f, x0: float, xatol: float = 1e-4, fatol: float = 1e-4, maxfun: int = 200) -> float:
-    """scipy.optimize.fmin (Nelder-Mead, its defaults: 200 calls and iterations) in one dimension,
-    step for step, so brute()'s polishing gives WW's sigma to the last digit."""
-    calls = [0]
-
-    def call(x: float) -> float:
-        if calls[0] >= maxfun:
-            raise _TooManyCalls
-        calls[0] += 1
-        return float(f(x))
-
-    sim = [x0, 1.05 * x0 if x0 != 0 else 0.00025]
-    fs = [math.inf, math.inf]
-    try:
-        for k in (0, 1):
-            fs[k] = call(sim[k])
-    except _TooManyCalls:
-        pass
-    if fs[1] < fs[0]:
-        sim.reverse()
-        fs.reverse()
-    it = 1
-    while calls[0] < maxfun and it < maxfun:
-        try:
-            if abs(sim[1] - sim[0]) <= xatol and abs(fs[0] - fs[1]) <= fatol:
-                break
-            xbar, worst = sim[0], sim[1]
-            xr = 2 * xbar - worst
-            fxr = call(xr)
-            shrink = False
-            if fxr < fs[0]:
-                xe = 3 * xbar - 2 * worst
-                fxe = call(xe)
-                sim[1], fs[1] = (xe, fxe) if fxe < fxr else (xr, fxr)
-            elif fxr < fs[1]:  # outside contraction (fxr < fs[-2] = fs[0] is impossible here)
-                xc = 1.5 * xbar - 0.5 * worst
-                fxc = call(xc)
-                if fxc <= fxr:
-                    sim[1], fs[1] = xc, fxc
-                else:
-                    shrink = True
-            else:
-                xcc = 0.5 * xbar + 0.5 * worst
-                fxcc = call(xcc)
-                if fxcc < fs[1]:
-                    sim[1], fs[1] = xcc, fxcc
-                else:
-                    shrink = True
-            if shrink:
-                sim[1] = sim[0] + 0.5 * (sim[1] - sim[0])
-                fs[1] = call(sim[1])
-            it += 1
-        except _TooManyCalls:
-            pass
-        if fs[1] < fs[0]:
-            sim.reverse()
-            fs.reverse()
-    return sim[0]
-
-
-def fit_mp_kde(esd, n_long: int, n_short: int) -> MPKdeFit:
-    """WW's MP fit (``mp_fit``; ``fit_density_with_range`` and ``resid_mp``, RMT_Util.py 757-868).
-
-    1. Rescale: w_scale = sqrt(n) / sqrt(sum l), r = w_scale^2 l (mean 1); Q = N / M.
-    2. Fit data: r, or sqrt(r) when Q == 1 (quarter-circle law of singular values).
-    3. Density: linear-kernel KDE, bandwidth 0.1, on 1000 points linspace(0, max + 0.5); points
-       whose density is <= 0.01 are dropped.
-    4. sigma minimises the squared residual MP(x; Q, sigma) - density (a sigma whose bulk edges
-       miss the density's peak or range is penalised by 1000 per point), by scipy's brute() over
-       arange(0.05 s0, 2 s0, 0.01 s0), s0 = sqrt(max r) / (1 + 1/sqrt(Q)), polished by fmin.
-    5. bulk_max = (sigma (1 + 1/sqrt Q))^2, bulk_min = (sigma (1 - 1/sqrt Q))^2; mp_softrank =
-       bulk_max / max r (the fitted edge WITHOUT the Tracy-Widom margin, over lambda_max);
-       num_spikes = #(r > bulk_max + sqrt(TW)), TW = bulk_max^(2/3) M^(-2/3) / sqrt(Q) (WW takes
-       the square root of its TW term). bulk edges are returned unrescaled (/ w_scale^2).
-    """
-    e = _e(esd)
-    Q = n_long / n_short
-    if e.size == 0 or not np.all(np.isfinite(e)) or not np.sum(e) > 0:
-        return MPKdeFit.failed(Q)
-    w_scale = np.sqrt(e.size) / np.sqrt(np.sum(e))
-    r = (w_scale * w_scale) * e
-    lam_max = float(np.max(r))
-    s0 = np.sqrt(lam_max / np.square(1.0 + 1.0 / np.sqrt(Q)))
-    to_fit = np.sqrt(r) if Q == 1 else r
-    xde = np.linspace(0, np.max(to_fit) + 0.5, KDE_POINTS)
-    yde = linear_kde(to_fit, xde, KDE_BANDWIDTH)
-    good = yde > KDE_FLOOR
-    xg, yg = xde[good], yde[good]
-    if xg.size == 0:
-        return MPKdeFit.failed(Q)
-    grid = np.arange(0.05 * s0, 2.0 * s0, 0.01 * s0)
-    J = _mp_residual(xg, yg, Q, grid)
-    start = float(grid[int(np.argmin(J))])
-    sigma = nelder_mead_1d(lambda s: _mp_residual(xg, yg, Q, np.array([s]))[0], start)
-    bulk_max = (sigma * (1 + 1 / np.sqrt(Q))) ** 2
-    bulk_min = (sigma * (1 - 1 / np.sqrt(Q))) ** 2
-    tw = 1 / np.sqrt(Q) * np.power(bulk_max, 2 / 3) * np.power(float(n_short), -2 / 3)
-    edge = bulk_max + np.sqrt(tw)
-    w2 = w_scale * w_scale
-    return MPKdeFit(Q, float(sigma), float(bulk_min / w2), float(bulk_max / w2), float(edge / w2),
-                    int(np.sum(r > edge)), float(bulk_max / lam_max), float(w_scale))
 
 
 def esd_metrics(esd, alpha: float, n_long: int, svals: list[np.ndarray] | None = None) -> dict[str, float]:

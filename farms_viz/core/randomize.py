@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import torch
 
-from farms_viz.core.metrics import MPKdeFit, fit_mp_kde, gram_eigs
+from farms_viz.core.metrics import gram_eigs
+from farms_viz.core.mp import MPKdeFit, fit_mp_kde
 
 #: WW shuffles 5 times and pools the replicas when a layer's n_comp = M * rf (its smaller side times
 #: the number of slices: every eigenvalue, except for WW's even-kernel conv quirk, see
@@ -52,6 +54,29 @@ def shuffle(slices, perms: list[np.ndarray]) -> np.ndarray:
     """Each slice with its entries permuted: slice s becomes ravel(slice s)[perms[s]] reshaped."""
     w = _stack(slices)
     return np.stack([w[s].ravel()[p].reshape(w[s].shape) for s, p in enumerate(perms)])
+
+
+def shuffle_slices(slices: torch.Tensor, seed, replicas: int, in_place: bool = False) -> torch.Tensor:
+    """Each slice of a stack (k, r, c) with its entries permuted, ``replicas`` times: (replicas * k, r, c),
+    replica-major, equal to :func:`shuffle` with :func:`permutations` (same seed, same order).
+
+    numpy's ``Generator.shuffle`` of an array makes the same swaps as ``permutation(n)`` makes on
+    arange(n), so shuffling the entries in place gives ``ravel(slice)[perm]`` without the
+    permutation's int64 array (twice a float32 layer). ``in_place`` (one replica, a contiguous CPU
+    stack that the caller owns and no longer needs) shuffles ``slices`` itself: no copy at all.
+    """
+    rng = np.random.default_rng(seed)
+    k = slices.shape[0]
+    if in_place and replicas == 1 and slices.device.type == "cpu" and slices.is_contiguous():
+        out = slices
+    else:
+        out = torch.empty((replicas * k, *slices.shape[1:]), dtype=slices.dtype)
+        for i in range(replicas):
+            out[i * k : (i + 1) * k].copy_(slices)
+    flat = out.numpy().reshape(out.shape[0], -1)
+    for i in range(out.shape[0]):
+        rng.shuffle(flat[i])
+    return out
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,12 @@ authors' release (``fixed_sampling`` in ``LLM_Pruning/lib/sampling.py``) exactly
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
 
+from farms_viz.core.threads import shared_pool, torch_threads
 from farms_viz.errors import FarmsError
 
 
@@ -70,7 +68,8 @@ def window_grid(rows: int, cols: int, window: int, q: float, ops: int) -> Window
     return WindowGrid(rows, cols, h, w, row_starts, col_starts, row_step, col_step)
 
 
-def _device(device: str) -> torch.device:
+def torch_device(device: str) -> torch.device:
+    """The torch device of a ``Settings.device`` name; FarmsError for a GPU that is not there."""
     if device == "cuda" and not torch.cuda.is_available():
         raise FarmsError("device 'cuda' was asked for but no CUDA GPU is available; use device 'cpu'.")
     return torch.device(device)
@@ -79,19 +78,6 @@ def _device(device: str) -> torch.device:
 #: A float32 Gram spectrum is trusted when its smallest eigenvalue exceeds
 #: GRAM_TRUST * sqrt(n) * eps(float32) * l_max, i.e. round-off moves it by under ~1%.
 GRAM_TRUST = 100.0
-
-
-_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (workers, pool)
-
-
-def _pool(n: int) -> ThreadPoolExecutor:
-    """A thread pool kept for the process (starting threads per call cost ~1 ms each here)."""
-    global _POOL
-    if _POOL is None or _POOL[0] < n:
-        # A smaller pool is dropped, not shut down: another thread (a second app session) may
-        # be about to submit to it. Its idle threads stay; the size only grows to the threads.
-        _POOL = (n, ThreadPoolExecutor(n, thread_name_prefix="farms-eigvalsh"))
-    return _POOL[1]
 
 
 #: On a GPU, stacks of matrices of HOST_EIGH_MIN_N < n <= HOST_EIGH_MAX_N are solved by the
@@ -103,16 +89,10 @@ HOST_EIGH_MIN_N = 32
 HOST_EIGH_MAX_N = 512
 
 
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``n`` inside the block, the previous count restored after
-    (for work spread over Python threads, each of which should use one torch thread)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+#: A CPU stack is split over threads only when k n^3 reaches this: below it, handing parts to
+#: threads costs more than it saves. Measured on 2 cores, split vs one call: 5 of 4 x 4 0.34 vs
+#: 0.013 ms; 8 of 64 x 64 (k n^3 = 2.1e6) 0.98 vs 0.79 ms; 16 of 64 x 64 (4.2e6) 1.56 vs 1.77 ms.
+SPLIT_MIN_WORK = 2**22
 
 
 def eigvalsh_batched(g: torch.Tensor) -> torch.Tensor:
@@ -130,11 +110,11 @@ def eigvalsh_batched(g: torch.Tensor) -> torch.Tensor:
             return eigvalsh_batched(g.cpu()).to(g.device)
         return torch.linalg.eigvalsh(g)
     n_threads = torch.get_num_threads()
-    if g.shape[0] < 2 or n_threads < 2:
+    if g.shape[0] < 2 or n_threads < 2 or g.shape[0] * g.shape[-1] ** 3 < SPLIT_MIN_WORK:
         return torch.linalg.eigvalsh(g)
     parts = torch.tensor_split(g, min(n_threads, g.shape[0]))
     with torch_threads(1):
-        return torch.cat(list(_pool(len(parts)).map(torch.linalg.eigvalsh, parts)))
+        return torch.cat(list(shared_pool(len(parts)).map(torch.linalg.eigvalsh, parts)))
 
 
 #: Matrices whose largest |entry| is within 2^+-SCALE_FREE_EXP of 1 go to the Gram product as they
@@ -142,15 +122,48 @@ def eigvalsh_batched(g: torch.Tensor) -> torch.Tensor:
 SCALE_FREE_EXP = 30
 
 
-def _gram_eigs(x: torch.Tensor) -> torch.Tensor:
-    """Eigenvalues of the smaller Gram matrix of each matrix in a stack (k, m, n): float64, ascending.
+#: A Gram matrix formed in a wider dtype than its matrix is summed over row chunks of about this
+#: many bytes in the wider dtype, so no whole-matrix float64 copy exists (an 8192 x 8192 float32
+#: layer's float64 twin is 512 MiB).
+GRAM_CHUNK_BYTES = 32 * 2**20
+
+
+def _gram(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The smaller Gram matrix of each matrix of a stack (k, m, n), in ``dtype``.
+
+    When ``dtype`` is wider than ``x``'s, the product is accumulated over chunks of the long side,
+    each chunk converted on its own: the peak is the Gram matrices plus one chunk, not a copy of ``x``.
+    """
+    tall = x.shape[-2] >= x.shape[-1]
+    if x.dtype == dtype:
+        return x.mT @ x if tall else x @ x.mT
+    y = x if tall else x.mT  # (k, long, short): G = y^T y
+    k, long_, short = y.shape
+    step = max(1, int(GRAM_CHUNK_BYTES // max(1, k * short * torch.finfo(dtype).bits // 8)))
+    g = torch.zeros((k, short, short), dtype=dtype, device=x.device)
+    for s in range(0, long_, step):
+        c = y[:, s : s + step].to(dtype)
+        g.baddbmm_(c.mT, c)
+    return g
+
+
+def abs_max(x: torch.Tensor) -> torch.Tensor:
+    """The largest |entry| of each matrix of a stack (k, m, n), float64, without an |x| copy."""
+    flat = x.detach().reshape(x.shape[0], -1)
+    lo, hi = torch.aminmax(flat, dim=1)
+    return torch.maximum(hi, -lo).to(torch.float64)
+
+
+def _gram_eigs(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Eigenvalues of the smaller Gram matrix (formed in ``dtype``) of each matrix in a stack
+    (k, m, n): float64, ascending.
 
     A float32 Gram matrix overflows once n * max|w|^2 passes 3.4e38 (float32 weights x 1e25
     gave LinAlgError and lost the run). So a matrix whose largest |entry| is far from 1 is first
     multiplied by 2^-e (e its binary exponent; exact, no rounding) and its eigenvalues by 4^e
     after, in float64. FarmsError where they exceed float64 (entries past ~1e154).
     """
-    amax = x.detach().abs().amax(dim=(-2, -1)).to(torch.float64)
+    amax = abs_max(x)
     if not bool(torch.isfinite(amax).all()):
         raise FarmsError("the matrix has entries beyond the range of float32, in which spectra are computed; "
                          "alpha is scale-free: divide the weights by a power of two.")
@@ -160,8 +173,7 @@ def _gram_eigs(x: torch.Tensor) -> torch.Tensor:
     scaled = bool((e.abs() > SCALE_FREE_EXP).any())
     if scaled:
         x = x * torch.ldexp(torch.ones((), dtype=x.dtype, device=x.device), -e.to(x.dtype))[:, None, None]
-    g = x.mT @ x if x.shape[-2] >= x.shape[-1] else x @ x.mT
-    ev = eigvalsh_batched(g).to(torch.float64)
+    ev = eigvalsh_batched(_gram(x, dtype)).to(torch.float64)
     if not scaled:
         return ev
     back = torch.ldexp(torch.ones((), dtype=torch.float64, device=ev.device), 2 * e.to(torch.float64))
@@ -190,14 +202,14 @@ def matrix_eigs(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarra
     for s in range(0, k, per):
         x = mats[s : s + per]
         if m == n:
-            out.append(_gram_eigs(x.to(torch.float64)).clamp_min(0).cpu().numpy())
+            out.append(_gram_eigs(x, torch.float64).clamp_min(0).cpu().numpy())
             continue
-        ev = _gram_eigs(x.to(torch.float32))
+        ev = _gram_eigs(x, torch.float32)
         lam_max = ev[:, -1:].clamp_min(0)
         bad = (ev[:, :1] <= GRAM_TRUST * side ** 0.5 * eps * lam_max).reshape(-1)
         ev = ev.to(torch.float64)
         if bool(bad.any()):
-            ev[bad] = _gram_eigs(x[bad].to(torch.float64))
+            ev[bad] = _gram_eigs(x[bad], torch.float64)
         out.append(ev.clamp_min(0).cpu().numpy())
     return np.concatenate(out).reshape(k, side)
 
@@ -208,10 +220,15 @@ def batched_esd(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarra
     return np.sort(matrix_eigs(mats, chunk_bytes).reshape(-1))
 
 
+def slice_eigs(slices: torch.Tensor, device: str = "cpu") -> np.ndarray:
+    """Each slice's eigenvalues of W^T W, (k, min(rows, cols)) float64, rows ascending (see
+    :func:`matrix_eigs`): the raw solve, from which the ESD and every metric are derived."""
+    return matrix_eigs(slices.to(torch_device(device), dtype=torch.float32))
+
+
 def esd(slices: torch.Tensor, device: str = "cpu") -> np.ndarray:
     """Raw ESD of a layer: pooled eigenvalues of W^T W for each slice (k, rows, cols)."""
-    mats = slices.to(_device(device), dtype=torch.float32)
-    return batched_esd(mats)
+    return np.sort(slice_eigs(slices, device).reshape(-1))
 
 
 def farms_windows(slices: torch.Tensor, grid: WindowGrid, row_starts=None) -> torch.Tensor:
@@ -239,7 +256,7 @@ def farms_esd(slices: torch.Tensor, window: int, q: float, ops: int, device: str
     the whole matrix (square layers at the LLM window), the FARMS ESD is the raw ESD:
     pass it as ``raw`` and it is returned instead of being computed again.
     """
-    mats = slices.to(_device(device), dtype=torch.float32)
+    mats = slices.to(torch_device(device), dtype=torch.float32)
     grid = window_grid(mats.shape[1], mats.shape[2], window, q, ops)
     if grid.n_windows == 1 and grid.h == grid.rows and grid.w == grid.cols:
         return (raw if raw is not None else batched_esd(mats)), grid
@@ -334,7 +351,7 @@ def conv_block_esds(slices: torch.Tensor, q: float, device: str = "cpu", raw: np
     A square slice at q = 1 is one block covering it: its ESD is the raw ESD, returned as
     ``raw`` when given instead of being solved again (as in :func:`farms_esd`).
     """
-    mats = slices.to(_device(device), dtype=torch.float32)
+    mats = slices.to(torch_device(device), dtype=torch.float32)
     k = mats.shape[0]
     grid = conv_blocks(mats.shape[1], mats.shape[2], q)
     if raw is not None and grid.n_windows == 1 and (grid.h, grid.w) == (grid.rows, grid.cols):

@@ -26,6 +26,9 @@ class TensorRef:
     load: Callable[[], torch.Tensor] = field(repr=False)
     #: (file path, tensor name) when the tensor can be re-opened from a file elsewhere (Ray workers)
     origin: tuple[str, str] | None = None
+    #: ``load()`` returns a new tensor on each call that nothing else holds (read from a file), so the
+    #: pipeline may overwrite it once done with it (the randomized ESD shuffles it in place)
+    owned: bool = False
 
 
 class Source:

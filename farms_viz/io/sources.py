@@ -98,7 +98,7 @@ class FileSource(Source):
                 continue
             yield TensorRef(layer_name(k), shape, dtype, self._kind_of(k, shape),
                             (lambda shard=shard, k=k: shard.load(k)),
-                            origin=None if shard.held else (str(shard.path.absolute()), k))
+                            origin=None if shard.held else (str(shard.path.absolute()), k), owned=not shard.held)
 
     def content_id(self) -> str:
         h = hashlib.sha256()

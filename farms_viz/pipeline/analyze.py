@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from farms_viz.core.spectra import torch_threads
+from farms_viz.core.threads import torch_threads
 from farms_viz.errors import FarmsError
 from farms_viz.io.cache import LayerCache
 from farms_viz.io.refs import Source, TensorRef
@@ -131,6 +131,11 @@ MAX_LAYER_WORKERS = 8
 #: which already use every thread, and two at once would double the memory held (streaming a
 #: 3.2 GB LLaMA-shaped checkpoint: peak RSS 0.30 -> 0.46 x the file in parallel).
 PARALLEL_MAX_ENTRIES = 4 * 2**20
+#: ... and when the median layer's smaller side is at least this: only then do the eigenvalue solves
+#: (which release the GIL) outweigh the per-layer Python work (which holds it, so two threads of it
+#: contend). Measured on 2 cores, serial vs in parallel: MiniLM (median 384) 3.6 vs 2.5 s;
+#: MobileNetV2 (median 32) 7.0 vs 9.9 s; 2,000 tensors of 4 x 4 1.05 vs 1.69 s.
+PARALLEL_MIN_SIDE = 128
 
 
 def _analyze_one(ref: TensorRef, settings: Settings, cache: LayerCache | None):
@@ -140,12 +145,14 @@ def _analyze_one(ref: TensorRef, settings: Settings, cache: LayerCache | None):
 
 def _analyze_refs_local(refs, settings: Settings, cache: LayerCache | None, progress: Progress | None):
     """(row, spectra) per ref, in order. On the CPU, one layer per torch thread at a time, each
-    with one thread: the serial parts of a layer (fits, MP, loading) then overlap too. Measured
-    on 2 cores (benchmarks/bench_models.py): MiniLM 1.59 -> 1.36 s; MobileNetV2 unchanged.
-    Only for models of small layers (PARALLEL_MAX_ENTRIES); big ones go one at a time."""
+    with one thread: the serial parts of a layer (fits, MP, loading) then overlap too. Only for
+    models of small layers (PARALLEL_MAX_ENTRIES) whose solves dominate (PARALLEL_MIN_SIDE);
+    others go one at a time."""
     threads = torch.get_num_threads()
     small = all(math.prod(r.shape) <= PARALLEL_MAX_ENTRIES for r in refs)
-    workers = min(threads, len(refs), MAX_LAYER_WORKERS) if settings.device == "cpu" and small else 1
+    sides = sorted(min(r.shape[:2]) for r in refs)
+    solve_bound = sides[len(sides) // 2] >= PARALLEL_MIN_SIDE
+    workers = min(threads, len(refs), MAX_LAYER_WORKERS) if settings.device == "cpu" and small and solve_bound else 1
     if workers < 2:
         for i, ref in enumerate(refs):
             if progress:

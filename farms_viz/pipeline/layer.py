@@ -9,18 +9,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
 
-from farms_viz.core.fits import PowerLawFit, fit_power_law, mean_fit
+from farms_viz.core.fits import PowerLawFit, fit_power_law
 from farms_viz.core.matrices import LayerMatrices, to_matrices
+from farms_viz.core.metrics import ww_dims
 from farms_viz.core.mp import MPFit, fit_mp
-from farms_viz.core.spectra import WindowGrid, conv_block_esds, esd, farms_esd
+from farms_viz.core.spectra import WindowGrid, slice_eigs
 from farms_viz.errors import FarmsError
 from farms_viz.io.cache import LayerCache, tensor_key
 from farms_viz.io.refs import TensorRef
+from farms_viz.pipeline.farms import farms_side, log10, uses_blocks
 from farms_viz.pipeline.metrics import RandSide, layer_metrics
 from farms_viz.pipeline.schema import COLUMNS, THUMB_SIDE, LayerSpectra
 from farms_viz.settings import Settings
@@ -97,20 +99,23 @@ def _analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None)
                 cache.drop(key)
                 row = empty_row(ref)
         mats: LayerMatrices = to_matrices(w, ref.kind, settings.conv_norm)
+        # the slices are ours to overwrite when the source read them fresh or to_matrices made them
+        owned = ref.owned or mats.slices.untyped_storage().data_ptr() != w.untyped_storage().data_ptr()
         del w
         row.update(rows=mats.rows, cols=mats.cols, n_slices=mats.n_slices,
                    aspect_ratio=max(mats.rows, mats.cols) / min(mats.rows, mats.cols))
-        e_raw = esd(mats.slices, settings.device)
-        side = farms_side(mats, settings, e_raw)
+        long_, short = max(mats.rows, mats.cols), min(mats.rows, mats.cols)
+        eigs = slice_eigs(mats.slices, settings.device)  # (k, short): the one raw solve
+        e_raw = np.sort(eigs.reshape(-1))
+        fr = fit_power_law(e_raw, settings.fit, settings.xmin_pos, dim=long_)
+        side = farms_side(mats, settings, e_raw, fr)
     except FarmsError as e:
         row["status"] = str(e)
         return row, None
     e_farms, grid, ff = side.esd, side.grid, side.fit
-    long_, short = max(mats.rows, mats.cols), min(mats.rows, mats.cols)
     wl, ws = max(grid.h, grid.w), min(grid.h, grid.w)
-    fr = fit_power_law(e_raw, settings.fit, settings.xmin_pos, dim=long_)
     mr = fit_mp(e_raw, long_, short)
-    mf = fit_mp(e_farms, wl, ws)
+    mf = mr if side.is_raw and (wl, ws) == (long_, short) else fit_mp(e_farms, wl, ws)
     lam_max = float(e_raw[-1]) if e_raw.size else math.nan
     fro2 = float(e_raw.sum())
     n_windows = grid.n_windows * mats.n_slices
@@ -121,19 +126,22 @@ def _analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None)
         D_raw=fr.D, D_farms=ff.D, n_tail_raw=fr.n_tail, n_tail_farms=ff.n_tail,
         spectral_norm=lam_max, frobenius_norm2=fro2,
         stable_rank=fro2 / lam_max if lam_max > 0 else math.nan,
-        alpha_hat_raw=fr.alpha * _log10(lam_max), alpha_hat_farms=side.alpha_hat,
+        alpha_hat_raw=fr.alpha * log10(lam_max), alpha_hat_farms=side.alpha_hat,
         mp_sigma_raw=mr.sigma, mp_sigma_farms=mf.sigma,
         n_spikes_raw=mr.n_spikes, n_spikes_farms=mf.n_spikes / n_windows,
     )
-    extra, rand_raw, rand_farms = layer_metrics(mats.slices, e_raw, e_farms, fr.alpha, ff.alpha, (grid.h, grid.w),
-                                                n_windows, side.blocks, settings)
+    thumb = thumbnail(mats.slices[0])  # before the randomized pass, which may shuffle owned slices in place
+    ww_nm = ww_dims(*ref.shape) if mats.kind in ("conv2d", "conv2d_depthwise") and len(ref.shape) == 4 else None
+    extra, rand_raw, rand_farms = layer_metrics(mats, eigs, e_raw, fr.alpha, side, settings, owned=owned, ww_nm=ww_nm)
+    kind = mats.kind
+    del mats
     row.update(extra)
     statuses = [s for s in (fr.status, ff.status) if s != "ok"]
     if statuses:
         row["status"] = "; ".join(dict.fromkeys(statuses))
     row["seconds"] = time.perf_counter() - t0
-    spec = LayerSpectra(ref.layer, mats.kind, mats.rows, mats.cols, e_raw, e_farms, fr, ff, mr, mf, grid,
-                        thumbnail(mats.slices[0]), side.blocks, side.block_esds, rand_raw, rand_farms)
+    spec = LayerSpectra(ref.layer, kind, int(row["rows"]), int(row["cols"]),
+                        e_raw, e_farms, fr, ff, mr, mf, grid, thumb, side.blocks, side.block_esds, rand_raw, rand_farms)
     if key is not None:
         sizes = [int(b.size) for b in side.block_esds]
         rand = [None if r is None else {"bulk_max": r.bulk_max, "spike_edge": r.spike_edge, "n_traps": r.n_traps}
@@ -145,52 +153,6 @@ def _analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None)
                    "rand_raw": rand_raw.esd if rand_raw is not None else np.zeros(0),
                    "rand_farms": rand_farms.esd if rand_farms is not None else np.zeros(0)})
     return row, spec
-
-
-def _log10(x: float) -> float:
-    return math.log10(x) if x > 0 else math.nan
-
-
-@dataclass
-class FarmsSide:
-    """A layer's FARMS result: the pooled ESD (for plots), the window grid, the fit and
-    alpha_hat (alpha times log10 of the largest pooled eigenvalue, as in the release)."""
-
-    esd: np.ndarray
-    grid: WindowGrid
-    fit: PowerLawFit
-    alpha_hat: float
-    #: the release's conv blocks (one fit per block, averaged) rather than one pooled fit
-    blocks: bool = False
-    #: those blocks' ESDs, each ascending (empty for the window grid)
-    block_esds: tuple[np.ndarray, ...] = ()
-
-
-#: Layer kinds made of kernel-position slices, whose FARMS windows follow ``Settings.conv_rule``.
-CONV_KINDS = ("conv2d", "conv2d_depthwise", "conv1d")
-
-
-def uses_blocks(kind: str, settings: Settings) -> bool:
-    """Whether FARMS on a layer of ``kind`` is the release's conv blocks (``Settings.conv_rule``)."""
-    return kind in CONV_KINDS and settings.conv_rule == "release"
-
-
-def farms_side(mats: LayerMatrices, settings: Settings, e_raw: np.ndarray) -> FarmsSide:
-    """FARMS for one layer: the window grid's pooled ESD and its fit or, for conv layers under
-    the ``release`` conv rule, one fit per block (spectra.conv_blocks) averaged like the release
-    (alpha_hat too: the mean of the blocks' alpha * log10 of their largest eigenvalue)."""
-    if uses_blocks(mats.kind, settings):
-        blocks, grid = conv_block_esds(mats.slices, settings.q, settings.device, raw=e_raw)
-        dim = max(grid.h, grid.w)
-        fits = [fit_power_law(b, settings.fit, settings.xmin_pos, dim=dim) for b in blocks]
-        hats = [f.alpha * _log10(float(b[-1])) for f, b in zip(fits, blocks) if f.status == "ok" and b.size]
-        fit = mean_fit(fits)
-        return FarmsSide(np.sort(np.concatenate(blocks)), grid, fit,
-                         float(np.mean(hats)) if hats else math.nan, blocks=True,
-                         block_esds=tuple(np.sort(np.asarray(b, dtype=np.float64)) for b in blocks))
-    e, grid = farms_esd(mats.slices, settings.window, settings.q, settings.ops, settings.device, raw=e_raw)
-    fit = fit_power_law(e, settings.fit, settings.xmin_pos, dim=max(grid.h, grid.w))
-    return FarmsSide(e, grid, fit, fit.alpha * _log10(float(e[-1]) if e.size else math.nan))
 
 
 _TEXT_COLUMNS = ("layer", "kind", "dtype", "status")

@@ -1,7 +1,11 @@
 """A layer's metrics beyond alpha (WeightWatcher 0.7.7's set), raw and FARMS, as table columns.
 
-The numbers come from :mod:`farms_viz.core.metrics` and :mod:`farms_viz.core.randomize`; this module
-decides what each means on the FARMS side (where the definition carries over):
+Every number comes from eigenvalues the layer's analysis already has or computes once by the same
+batched torch route as the alphas (spectra.matrix_eigs: GPU when asked, float64 where float32 is not
+exact enough); singular values are their square roots (an SVD only for a slice too close to rank
+deficiency for a Gram matrix to resolve, see core.metrics.SV_TRUST). The formulas are in
+:mod:`farms_viz.core.metrics` and :mod:`farms_viz.core.randomize`; this module decides what each
+means on the FARMS side (where the definition carries over):
 
 - norms, alpha_weighted, log_alpha_norm, detX, weak_rank_loss and the entropy: of the pooled FARMS
   ESD (the entropy normalised by that ESD's numerical rank);
@@ -10,6 +14,13 @@ decides what each means on the FARMS side (where the definition carries over):
 - randomization: the layer's slices are shuffled element-wise with one seeded permutation per
   slice and the SAME shuffled matrix goes through the raw ESD and the FARMS windows (or conv
   blocks); traps on the FARMS side are counted per window, like n_spikes_farms.
+
+Where the FARMS ESD is the raw ESD (one window covers the matrix) the raw side's numbers are reused.
+
+Memory, for a layer of k slices of r x c float32 entries (L = 4 k r c bytes): the randomized pass
+holds one shuffled copy (L; none when the caller owns the slices and is done with them, see
+``owned``), nothing per entry beyond that: no permutation array, no float64 copy (Gram matrices are
+accumulated from float64 row chunks, spectra.GRAM_CHUNK_BYTES).
 """
 
 from __future__ import annotations
@@ -19,11 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
-from farms_viz.core.metrics import esd_metrics, fit_mp_kde, matrix_entropy, matrix_rank, slice_singular_values
-from farms_viz.core.randomize import n_replicas, permutations, rand_distance, randomized_esd, shuffle
-from farms_viz.core.spectra import conv_block_esds, farms_esd
+from farms_viz.core.matrices import LayerMatrices
+from farms_viz.core.metrics import esd_metrics, matrix_entropy, matrix_rank, slice_singular_values
+from farms_viz.core.mp import MPKdeFit, fit_mp_kde
+from farms_viz.core.randomize import n_replicas, rand_distance, shuffle_slices
+from farms_viz.core.spectra import matrix_eigs
+from farms_viz.pipeline.farms import FarmsSide, farms_spectra
 from farms_viz.settings import Settings
 
 #: WeightWatcher's names of the deterministic metrics, each a ``<name>_raw`` / ``<name>_farms`` column
@@ -34,6 +47,11 @@ RAND_METRICS = ("rand_sigma_mp", "rand_bulk_max", "rand_num_spikes", "rand_dista
 #: metrics defined per matrix only: their FARMS column stays NaN
 RAW_ONLY = ("rank_loss", "sv_max", "sv_min")
 METRICS = WW_METRICS + RAND_METRICS
+#: WW analyses a layer only when it has at least this many eigenvalues (``DEFAULT_MIN_EVALS``,
+#: constants.py 144; checked as M * rf < min_evals, weightwatcher.py 1735: the smaller side times the
+#: slices); below it WW reports no row, so the metric columns stay NaN. A 4 x 4 expert then costs its
+#: ESD and alpha only (0.3 ms instead of 2.5 ms with WW's two MP fits).
+WW_MIN_EVALS = 8
 
 
 def metric_columns() -> list[str]:
@@ -50,62 +68,86 @@ class RandSide:
     n_traps: int
 
 
-def _pooled_farms(slices: torch.Tensor, kind_blocks: bool, settings: Settings) -> np.ndarray:
-    if kind_blocks:
-        blocks, _ = conv_block_esds(slices, settings.q, settings.device)
-        return np.sort(np.concatenate(blocks))
-    e, _ = farms_esd(slices, settings.window, settings.q, settings.ops, settings.device)
-    return e
+def _rand_side(esd: np.ndarray, fit: MPKdeFit) -> RandSide:
+    return RandSide(esd, fit.bulk_max, fit.spike_edge, int(max(fit.num_spikes, 0)))
 
 
-def layer_metrics(slices: torch.Tensor, e_raw: np.ndarray, e_farms: np.ndarray, alpha_raw: float,
-                  alpha_farms: float, window: tuple[int, int], n_windows: int, blocks: bool,
-                  settings: Settings) -> tuple[dict, RandSide | None, RandSide | None]:
+def layer_metrics(mats: LayerMatrices, slice_eigs: np.ndarray, e_raw: np.ndarray, alpha_raw: float,
+                  side: FarmsSide, settings: Settings, owned: bool = False, ww_nm: tuple[int, int] | None = None
+                  ) -> tuple[dict, RandSide | None, RandSide | None]:
     """The metric columns of one layer, and (with ``settings.randomize``) both randomized sides.
 
-    numpy's BLAS runs on one thread here: layers are analysed in a pool of threads, and a BLAS
-    that starts its own threads in each oversubscribes the cores (a 384 x 384 float64 eigvalsh
-    measured 1.23 s instead of 0.03 s)."""
-    with threadpool_limits(1):
-        return _layer_metrics(slices, e_raw, e_farms, alpha_raw, alpha_farms, window, n_windows, blocks, settings)
-
-
-def _layer_metrics(slices, e_raw, e_farms, alpha_raw, alpha_farms, window, n_windows, blocks, settings):
-    k, r, c = slices.shape
-    n_long, n_short = max(r, c), min(r, c)
-    wl, ws = max(window), min(window)
-    w64 = slices.detach().to("cpu", torch.float64).numpy()
-    row: dict = {}
-    svals = slice_singular_values(w64)
+    ``slice_eigs`` (k, side): each slice's eigenvalues of W^T W (spectra.matrix_eigs), ``e_raw`` them
+    pooled and sorted, ``side`` the layer's FARMS side. ``owned``: the caller owns ``mats.slices`` and
+    needs them no more, so the shuffle may overwrite them (one layer-sized copy fewer). ``ww_nm``: WW's
+    N, M of the layer where they are not (long side, short side) (core.metrics.ww_dims: an even-kernel
+    conv with fewer outputs than inputs), for the raw side's MP fits and ranks."""
+    k, r, c = mats.slices.shape
+    n_long, n_short = ww_nm or (max(r, c), min(r, c))
+    grid = side.grid
+    wl, ws = max(grid.h, grid.w), min(grid.h, grid.w)
+    same = side.is_raw and (wl, ws) == (max(r, c), min(r, c))
+    row: dict = {f"{m}_{w}": math.nan for m in METRICS for w in ("raw", "farms")}
+    if k * min(r, c) < WW_MIN_EVALS:
+        return row, None, None
+    svals = slice_singular_values(mats.slices, slice_eigs,
+                                  svd=lambda s: torch.linalg.svdvals(mats.slices[s].to(torch.float64)).cpu().numpy())
     raw = esd_metrics(e_raw, alpha_raw, n_long, svals)
-    raw["mp_softrank"] = fit_mp_kde(e_raw, n_long, n_short).mp_softrank
-    farms = esd_metrics(e_farms, alpha_farms, wl, None)
-    sv_farms = np.sqrt(np.clip(np.asarray(e_farms, dtype=np.float64), 0.0, None))
-    rank = matrix_rank(sv_farms, wl) if sv_farms.size and sv_farms.max() > 0 else 0
-    if rank > 0:  # WW's entropy, normalised by the pooled ESD's own rank
-        farms["entropy"] = matrix_entropy(e_farms, rank)
-    farms["mp_softrank"] = fit_mp_kde(e_farms, wl, ws).mp_softrank
+    mp_raw = fit_mp_kde(e_raw, n_long, n_short)
+    raw["mp_softrank"] = mp_raw.mp_softrank
+    if same:  # the FARMS ESD and its fit are the raw ones (farms.farms_side reuses the raw fit)
+        farms = dict(raw)
+    else:
+        e_farms = side.esd
+        farms = esd_metrics(e_farms, side.fit.alpha, wl, None)
+        sv_farms = np.sqrt(np.clip(np.asarray(e_farms, dtype=np.float64), 0.0, None))
+        rank = matrix_rank(sv_farms, wl) if sv_farms.size and sv_farms.max() > 0 else 0
+        if rank > 0:  # WW's entropy, normalised by the pooled ESD's own rank
+            farms["entropy"] = matrix_entropy(e_farms, rank)
+        farms["mp_softrank"] = fit_mp_kde(e_farms, wl, ws).mp_softrank
     for name in RAW_ONLY:
         farms[name] = math.nan
     for m in WW_METRICS:
         row[f"{m}_raw"], row[f"{m}_farms"] = raw.get(m, math.nan), farms.get(m, math.nan)
-    for m in RAND_METRICS:
-        row[f"{m}_raw"] = row[f"{m}_farms"] = math.nan
     if not settings.randomize:
         return row, None, None
-    perms = permutations(w64.shape, settings.seed, n_replicas(k * n_short))
-    rr = randomized_esd(w64, None, perms=perms)
-    fr = fit_mp_kde(rr.esd, n_long, n_short)
-    row.update(rand_sigma_mp_raw=fr.sigma, rand_bulk_max_raw=fr.bulk_max, rand_num_spikes_raw=fr.num_spikes,
-               num_traps_raw=fr.num_spikes, rand_distance_raw=rand_distance(np.sort(e_raw), rr.first))
-    side_raw = RandSide(rr.esd, fr.bulk_max, fr.spike_edge, int(max(fr.num_spikes, 0)))
-    shuffled = torch.from_numpy(shuffle(w64, perms[0])).to(torch.float32)
-    rf = _pooled_farms(shuffled, blocks, settings)
-    ff = fit_mp_kde(rf, wl, ws)
-    per = max(1, n_windows)
-    row.update(rand_sigma_mp_farms=ff.sigma, rand_bulk_max_farms=ff.bulk_max,
+    rand_row, side_raw, side_farms = _randomized(mats, e_raw, side, same, settings, owned, (n_long, n_short))
+    row.update(rand_row)
+    return row, side_raw, side_farms
+
+
+def _randomized(mats: LayerMatrices, e_raw: np.ndarray, side: FarmsSide, same: bool, settings: Settings,
+                owned: bool, nm: tuple[int, int]) -> tuple[dict, RandSide, RandSide]:
+    """WW's randomize=True columns, raw and FARMS: one shuffle (WW's five for a layer of fewer than
+    randomize.FEW_EIGS eigenvalues, pooled on the raw side), its eigenvalues by the alphas' route,
+    and the first shuffle through the FARMS windows or blocks (where one window covers each slice,
+    the raw side: as for every other column, FARMS cannot change such a layer)."""
+    k, r, c = mats.slices.shape
+    n_long, n_short = nm
+    grid = side.grid
+    wl, ws = max(grid.h, grid.w), min(grid.h, grid.w)
+    reps = n_replicas(k * n_short)
+    shuffled = shuffle_slices(mats.slices, settings.seed, reps, in_place=owned)
+    dev = torch.device(settings.device)
+    eigs = matrix_eigs(shuffled.to(dev))
+    per_rep = [np.sort(eigs[i * k : (i + 1) * k].reshape(-1)) for i in range(reps)]
+    first = per_rep[0]
+    rand_esd = np.sort(np.concatenate(per_rep)) if reps > 1 else first
+    fr = fit_mp_kde(rand_esd, n_long, n_short)
+    d_raw = rand_distance(e_raw, first)
+    if same:  # one window covers each slice: the FARMS side of the shuffle is its raw side
+        rf, ff, d_farms = rand_esd, fr, d_raw
+    else:
+        esds, _ = farms_spectra(shuffled[:k], settings, first, side.blocks)
+        rf = np.sort(np.concatenate(esds)) if len(esds) > 1 else esds[0]
+        ff = fit_mp_kde(rf, wl, ws)
+        d_farms = rand_distance(side.esd, rf) if rf.size == side.esd.size else math.nan
+    del shuffled
+    per = max(1, grid.n_windows * k)
+    row = dict(rand_sigma_mp_raw=fr.sigma, rand_bulk_max_raw=fr.bulk_max, rand_num_spikes_raw=fr.num_spikes,
+               num_traps_raw=fr.num_spikes, rand_distance_raw=d_raw,
+               rand_sigma_mp_farms=ff.sigma, rand_bulk_max_farms=ff.bulk_max,
                rand_num_spikes_farms=ff.num_spikes / per if ff.num_spikes >= 0 else math.nan,
                num_traps_farms=ff.num_spikes / per if ff.num_spikes >= 0 else math.nan,
-               rand_distance_farms=rand_distance(np.sort(e_farms), rf) if rf.size == e_farms.size else math.nan)
-    side_farms = RandSide(rf, ff.bulk_max, ff.spike_edge, int(max(ff.num_spikes, 0)))
-    return row, side_raw, side_farms
+               rand_distance_farms=d_farms)
+    return row, _rand_side(rand_esd, fr), _rand_side(rf, ff)

@@ -70,7 +70,7 @@ class FileTensor:
             st = os.stat(self.path)
             return _opened(self.path, st.st_size, st.st_mtime_ns).load(self.key)
 
-        return TensorRef(self.layer, self.shape, self.dtype, self.kind, load)
+        return TensorRef(self.layer, self.shape, self.dtype, self.kind, load, owned=True)
 
 
 @dataclass(frozen=True)

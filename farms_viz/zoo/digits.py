@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from farms_viz.core.spectra import torch_threads
+from farms_viz.core.threads import torch_threads
 from farms_viz.errors import FarmsError
 from farms_viz.zoo.build import build_once
 

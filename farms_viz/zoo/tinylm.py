@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from farms_viz.core.spectra import torch_threads
+from farms_viz.core.threads import torch_threads
 from farms_viz.errors import FarmsError
 from farms_viz.zoo.build import build_once
 

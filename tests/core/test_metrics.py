@@ -11,6 +11,7 @@ from scipy import optimize
 from sklearn.neighbors import KernelDensity
 
 from farms_viz.core import metrics as M
+from farms_viz.core import mp as MP
 from farms_viz.core import randomize as RZ
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -144,14 +145,14 @@ def test_linear_kde_equals_sklearn():
     d = rng.gamma(2.0, 0.5, 500)
     x = np.linspace(0, d.max() + 0.5, 1000)
     ref = np.exp(KernelDensity(kernel="linear", bandwidth=0.1).fit(d[:, None]).score_samples(x[:, None]))
-    np.testing.assert_allclose(M.linear_kde(d, x, 0.1), ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(MP.linear_kde(d, x, 0.1), ref, rtol=1e-9, atol=1e-12)
 
 
 def test_nelder_mead_equals_scipy_fmin():
     for f, x0 in ((lambda x: (x - 0.3) ** 2, 1.0), (lambda x: abs(x - 2.0) + 0.1 * x * x, 0.5),
                   (lambda x: math.cos(3 * x) + 0.01 * x, 0.0), (lambda x: 1e6 if x > 1 else (x - 2) ** 2, 0.9)):
         ref = optimize.fmin(lambda v: f(float(v[0])), x0, disp=False)[0]
-        assert M.nelder_mead_1d(f, x0) == ref
+        assert MP.nelder_mead_1d(f, x0) == ref
 
 
 def test_mp_fit_equals_the_transcription():
@@ -159,7 +160,7 @@ def test_mp_fit_equals_the_transcription():
     for rows, cols, df in ((240, 80, None), (120, 120, 3.0), (150, 90, 2.5), (60, 25, 4.0)):
         w = rng.standard_t(df, (rows, cols)) if df else rng.standard_normal((rows, cols))
         e = esd_of(w) * 10 ** rng.uniform(-2, 2)
-        f = M.fit_mp_kde(e, rows, cols)
+        f = MP.fit_mp_kde(e, rows, cols)
         spikes, sigma, softrank, lo, hi = R.mp_fit(e, rows, cols)
         assert f.num_spikes == spikes
         assert (f.sigma, f.mp_softrank, f.bulk_min, f.bulk_max) == (
@@ -168,12 +169,12 @@ def test_mp_fit_equals_the_transcription():
 
 
 def test_mp_fit_takes_the_first_of_a_flat_density_maximum():
-    assert M.peak_index(np.array([1.0, 3.0, 3.0 + 1e-15, 3.0 - 1e-15, 2.0])) == 1
+    assert MP.peak_index(np.array([1.0, 3.0, 3.0 + 1e-15, 3.0 - 1e-15, 2.0])) == 1
     # mobilenet-v2 features.11.conv.1.0 shuffled: 9 column norms, WW's 5 replicas, a density plateau
     e = np.repeat([0.12693023, 0.15746629, 0.18171335, 0.20369635, 0.60515153, 0.61886689, 0.70138787,
                    0.80502223, 5.59976526], 5)
     for scale in (1.0, 1.0 + 4e-16, 3.0):
-        f = M.fit_mp_kde(e * scale, 384, 1)
+        f = MP.fit_mp_kde(e * scale, 384, 1)
         spikes, sigma, *_ = R.mp_fit(e * scale, 384, 1)
         assert (f.num_spikes, f.sigma) == (spikes, pytest.approx(sigma, rel=1e-12))
 
@@ -182,12 +183,12 @@ def test_mp_fit_of_noise_finds_the_mp_edge_and_a_planted_spike():
     rows, cols = 1000, 250
     w = noise(rows, cols, 1)  # entry variance 1 / N: l+ = N sigma^2 (1 + 1/sqrt(Q))^2 = (1 + 1/2)^2
     e = esd_of(w)
-    f = M.fit_mp_kde(e, rows, cols)
+    f = MP.fit_mp_kde(e, rows, cols)
     lam_plus = (1 + math.sqrt(cols / rows)) ** 2
     assert f.bulk_max == pytest.approx(lam_plus, rel=0.05)
     assert f.num_spikes == 0
     u, v = np.ones((rows, 1)) / math.sqrt(rows), np.ones((1, cols)) / math.sqrt(cols)
-    f2 = M.fit_mp_kde(esd_of(w + 5.0 * u @ v), rows, cols)
+    f2 = MP.fit_mp_kde(esd_of(w + 5.0 * u @ v), rows, cols)
     assert f2.num_spikes == 1
     assert f2.mp_softrank == pytest.approx(f2.bulk_max / (esd_of(w + 5.0 * u @ v)[-1]), rel=1e-12)
 

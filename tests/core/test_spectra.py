@@ -197,7 +197,7 @@ def test_block_gram_route_equals_per_window_route(shape, window, ops):
 
 
 def test_torch_threads_restores_the_count_even_on_error():
-    from farms_viz.core.spectra import torch_threads
+    from farms_viz.core.threads import torch_threads
 
     before = torch.get_num_threads()
     with pytest.raises(RuntimeError, match="inside"):

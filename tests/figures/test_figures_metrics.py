@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from farms_viz.core.metrics import fit_mp_kde
-from farms_viz.core.mp import fit_mp
+from farms_viz.core.mp import fit_mp, fit_mp_kde
 from farms_viz.core.randomize import randomized_esd, trap_entries
 from farms_viz.core.spectra import window_grid
 from farms_viz.figures import layer as figures

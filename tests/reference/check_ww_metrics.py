@@ -10,9 +10,9 @@ It says so and exits 0 when weightwatcher cannot be imported. Two checks:
    and heavy-tailed Linear / Conv2d layers (one with a planted large entry, small ones that get WW's
    five shuffles, WW's even-kernel conv whose Q < 1) and on zoo models (--models; default minilm's
    37 Linear layers; ``--models`` with no name: none). The
-   deterministic columns are compared with farms-viz's route: ``to_matrices(conv_norm=0.5)``,
-   ``spectra.esd``, the ``ks`` fit's alpha, ``metrics.*``. The randomized columns are compared by
-   replaying WW's shuffles: the same global ``np.random`` draws, in WW's order (per layer: each
+   deterministic columns are ``farms_viz.analyze(fit="ks")``'s own ``<metric>_raw`` columns. The
+   randomized columns are compared by replaying WW's shuffles, each shuffled slice's eigenvalues
+   by the pipeline's route (spectra.matrix_eigs): the same global ``np.random`` draws, in WW's order (per layer: each
    replica's slices, then one more shuffle for rand_distance), as permutations for ``randomize``.
 2. In distribution over seeds: on a few layers, WW's own ``random_eigenvalues`` + ``mp_fit`` +
    ``jensen_shannon_distance`` after ``np.random.seed(k)`` against ``randomized_metrics(seed=k)``,
@@ -44,11 +44,11 @@ import torch.nn as nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reference import ww  # noqa: E402
 
-from farms_viz.core import metrics as M  # noqa: E402
+from farms_viz.core import metrics as M
+from farms_viz.core import mp as MP  # noqa: E402
 from farms_viz.core import randomize as RZ  # noqa: E402
-from farms_viz.core.fits import fit_power_law  # noqa: E402
-from farms_viz.core.matrices import infer_kind, to_matrices  # noqa: E402
-from farms_viz.core.spectra import esd as farms_esd  # noqa: E402
+from farms_viz.core.spectra import matrix_eigs  # noqa: E402
+from farms_viz.pipeline.metrics import WW_METRICS  # noqa: E402
 
 DETERMINISTIC = ("log_norm", "log_spectral_norm", "alpha_weighted", "log_alpha_norm", "entropy", "rank_loss",
                  "weak_rank_loss", "sv_max", "sv_min", "detX_num", "detX_val", "mp_softrank", "sigma_mp",
@@ -104,19 +104,24 @@ def ww_dims_of(w: np.ndarray) -> tuple[int, int]:
     return (max(w.shape), min(w.shape)) if w.ndim == 2 else M.ww_dims(*w.shape)
 
 
-def farms_viz_columns(w: np.ndarray) -> tuple[dict, np.ndarray]:
-    """The deterministic columns by farms-viz's route, and the ESD."""
-    t = torch.from_numpy(w)
-    kind = "linear" if w.ndim == 2 else infer_kind("w", tuple(w.shape))
-    mats = to_matrices(t, kind, conv_norm=0.5)
-    e = farms_esd(mats.slices)
+def farms_viz_columns(name: str, w: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The deterministic columns as ``farms_viz.analyze`` writes them (fit ks, conv_norm 0.5: WW's
+    conv2d_norm), WW's other MP-fit outputs from the same ESD, and the ESD."""
+    from farms_viz import analyze
+
+    report = analyze({f"{name}.weight": torch.from_numpy(w)}, fit="ks", randomize=False, cache=False)
+    row = report.table.iloc[0]
+    e = report.layer(name).esd_raw
+    cols = {m: row[f"{m}_raw"] for m in WW_METRICS}
     N, Mm = ww_dims_of(w)
-    alpha = fit_power_law(e, "ks", dim=max(mats.rows, mats.cols)).alpha
-    cols = M.esd_metrics(e, alpha, N, M.slice_singular_values(mats.slices.numpy()))
-    f = M.fit_mp_kde(e, N, Mm)
-    cols.update(mp_softrank=f.mp_softrank, sigma_mp=f.sigma, num_spikes=f.num_spikes, bulk_max=f.bulk_max,
-                bulk_min=f.bulk_min)
+    f = MP.fit_mp_kde(e, N, Mm)
+    cols.update(sigma_mp=f.sigma, num_spikes=f.num_spikes, bulk_max=f.bulk_max, bulk_min=f.bulk_min)
     return cols, e
+
+
+def pipeline_eigs(m: np.ndarray) -> np.ndarray:
+    """One shuffled slice's eigenvalues by the route ``analyze`` takes (spectra.matrix_eigs)."""
+    return matrix_eigs(torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None])[0]
 
 
 def replay(ww_mats: list[np.ndarray], n_short: int) -> tuple[list, list]:
@@ -167,14 +172,14 @@ def check_analyze(label: str, weights: dict[str, np.ndarray], seed: int) -> list
     for _, row in details.iterrows():
         name = row["longname"]
         w = weights[name]
-        mine, e = farms_viz_columns(w)
+        mine, e = farms_viz_columns(name, w)
         N, Mm = ww_dims_of(w)
         ww_mats = ww.layer_matrices(w)[0]
         stack = np.stack(ww_mats)
         main, dist = replay(ww_mats, Mm)
-        r = RZ.randomized_esd(stack, None, perms=main)
-        fit = M.fit_mp_kde(r.esd, N, Mm)
-        d = RZ.rand_distance(e, RZ.randomized_esd(stack, None, perms=dist).first)
+        r = RZ.randomized_esd(stack, None, pipeline_eigs, perms=main)
+        fit = MP.fit_mp_kde(r.esd, N, Mm)
+        d = RZ.rand_distance(e, RZ.randomized_esd(stack, None, pipeline_eigs, perms=dist).first)
         mine.update(RZ.RandomizedMetrics(r.esd, fit, d).columns())
         for c in worst:
             diff = rel(mine[c], row[c], c)
