@@ -72,11 +72,14 @@ def timed_analyze(tensors: dict, **kw) -> float:
     return time.perf_counter() - t
 
 
-def speed(repeat: int) -> list[str]:
-    lines = ["speed (same process; best of %d): release loop vs analyze()" % repeat,
-             f"{'case':<20} {'release s':>9} {'rand=False s':>12} {'defaults s':>10} {'release/off':>11} "
+def speed(repeat: int, cases: list[int] | None = None) -> list[str]:
+    print("speed (same process; best of %d): release loop vs analyze()" % repeat)
+    lines = [f"{'case':<20} {'release s':>9} {'rand=False s':>12} {'defaults s':>10} {'release/off':>11} "
              f"{'target':>6} {'defaults/off':>12} {'target':>6}"]
-    for label, n, (r, c), window, ops, preset, target in CASES:
+    print(lines.pop(), flush=True)
+    for i, (label, n, (r, c), window, ops, preset, target) in enumerate(CASES):
+        if cases is not None and i not in cases:
+            continue
         g = torch.Generator().manual_seed(0)
         tensors = {f"m{i}.weight": torch.randn(r, c, generator=g) / c ** 0.5 for i in range(n)}
         opts = dict(preset=preset) if preset else dict(window=window, ops=ops)
@@ -86,19 +89,23 @@ def speed(repeat: int) -> list[str]:
         base = min(release_loop(mats, win, q, nops) for _ in range(repeat))
         off = min(timed_analyze(tensors, randomize=False, **opts) for _ in range(repeat))
         on = min(timed_analyze(tensors, **opts) for _ in range(repeat))
-        lines.append(f"{label:<20} {base:9.2f} {off:12.2f} {on:10.2f} {base / off:10.2f}x {target:5.1f}x "
-                     f"{on / off:11.2f}x {DEFAULTS_OVER_DETERMINISTIC:5.1f}x")
+        print(f"{label:<20} {base:9.2f} {off:12.2f} {on:10.2f} {base / off:10.2f}x {target:5.1f}x "
+                     f"{on / off:11.2f}x {DEFAULTS_OVER_DETERMINISTIC:5.1f}x", flush=True)
     return lines
 
 
+#: The child reads its peak from /proc (VmHWM: this process's own high-water mark, reset by exec);
+#: ru_maxrss would start at the forking parent's size.
 CHILD = """
-import resource, sys, time
+import sys, time
 from farms_viz import analyze
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM"))
+base = hwm()
 t0 = time.perf_counter()
 r = analyze(sys.argv[1], cache=False, **eval(sys.argv[2]))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(base, peak, int((r.table["status"] == "ok").sum()), len(r.table), time.perf_counter() - t0)
+print(base, hwm(), int((r.table["status"] == "ok").sum()), len(r.table), time.perf_counter() - t0)
 """
 
 
@@ -127,7 +134,7 @@ def peak_of(path: Path, options: dict) -> tuple[int, int, int, int, float]:
 
 
 def memory(work: Path) -> list[str]:
-    lines = ["memory (fresh process each, defaults incl. randomize; ru_maxrss):",
+    lines = ["memory (fresh process each, defaults incl. randomize; peak RSS = VmHWM):",
              f"{'case':<34} {'file GiB':>8} {'peak GiB':>8} {'import GiB':>10} {'peak/file':>9} {'target':>10} "
              f"{'ok':>5} {'s':>6}"]
     cases = [("12 x (64 x 2^20), xmin_mid ops 4", {f"t{i}.weight": (64, 2 ** 20) for i in range(12)},
@@ -187,13 +194,16 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="speed,memory,tiny,minilm")
     ap.add_argument("--ww", help="a folder holding weightwatcher (pip --target)")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--cases", help="speed cases to run, by index into CASES (e.g. 0,1; the llm ones, "
+                                    "2 and 3, take ~10 minutes each on 2 cores)")
     a = ap.parse_args(argv)
     parts = a.only.split(",")
     print(describe_machine(), flush=True)
     with tempfile.TemporaryDirectory(prefix="farms-onepass-") as tmp:
         work = Path(tmp)
         for name in parts:
-            out = {"speed": lambda: speed(a.repeat), "memory": lambda: memory(work), "tiny": lambda: tiny(work),
+            cases = [int(c) for c in a.cases.split(",")] if a.cases else None
+            out = {"speed": lambda: speed(a.repeat, cases), "memory": lambda: memory(work), "tiny": lambda: tiny(work),
                    "minilm": lambda: minilm(a.ww)}[name]()
             print("\n".join(out), flush=True)
     return 0

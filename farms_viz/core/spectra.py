@@ -315,8 +315,10 @@ def _block_gram_esd(mats: torch.Tensor, grid: WindowGrid) -> np.ndarray:
     for k in range(mats.shape[0]):
         m = mats[k, :, grid.col_starts[0] : grid.col_starts[0] + grid.w] if along_rows \
             else mats[k, grid.row_starts[0] : grid.row_starts[0] + grid.h, :].mT
-        m = m.to(torch.float64)
-        blocks = {(a, b): m[a:b].mT @ m[a:b] for a, b in spans}
+        blocks = {}
+        for a, b in spans:  # each span converted on its own: no float64 copy of the whole band
+            x = m[a:b].to(torch.float64)
+            blocks[(a, b)] = x.mT @ x
         grams = torch.stack([sum(g for (a, b), g in blocks.items() if s <= a and b <= s + size) for s in starts])
         out.append(eigvalsh_batched(grams).clamp_min(0).reshape(-1).cpu().numpy())
     return np.sort(np.concatenate(out))

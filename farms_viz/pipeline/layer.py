@@ -28,14 +28,16 @@ from farms_viz.pipeline.schema import COLUMNS, THUMB_SIDE, LayerSpectra
 from farms_viz.settings import Settings
 
 
-def thumbnail(mat: torch.Tensor, max_side: int = THUMB_SIDE) -> np.ndarray:
-    """Block-mean of |W| down to at most ``max_side`` per side (adaptive average pooling)."""
-    a = mat.abs().float()[None, None]
+def thumbnail(mat: torch.Tensor, max_side: int = THUMB_SIDE, chunk_rows: int = 4096) -> np.ndarray:
+    """Block-mean of |W| down to at most ``max_side`` per side (adaptive average pooling).
+
+    Separable: each row's column bins first, over ``chunk_rows`` rows at a time (no |W| copy of a
+    whole layer: 256 MiB for 64 x 2^20), then the row bins; a bin's mean is the mean of its rows'."""
     h, w = mat.shape
-    out = torch.nn.functional.adaptive_avg_pool2d(a, (min(h, max_side), min(w, max_side)))
-    return out[0, 0].cpu().numpy()
-
-
+    oh, ow = min(h, max_side), min(w, max_side)
+    pool = torch.nn.functional.adaptive_avg_pool1d
+    cols = torch.cat([pool(mat[s : s + chunk_rows].abs().float()[None], ow)[0] for s in range(0, h, chunk_rows)])
+    return pool(cols.mT[None], oh)[0].mT.cpu().numpy()
 
 
 def empty_row(ref: TensorRef) -> dict:

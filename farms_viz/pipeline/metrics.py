@@ -17,10 +17,14 @@ means on the FARMS side (where the definition carries over):
 
 Where the FARMS ESD is the raw ESD (one window covers the matrix) the raw side's numbers are reused.
 
-Memory, for a layer of k slices of r x c float32 entries (L = 4 k r c bytes): the randomized pass
-holds one shuffled copy (L; none when the caller owns the slices and is done with them, see
-``owned``), nothing per entry beyond that: no permutation array, no float64 copy (Gram matrices are
-accumulated from float64 row chunks, spectra.GRAM_CHUNK_BYTES).
+Memory, for a layer of k slices of r x c float32 entries (L = 4 k r c bytes), on top of the layer
+itself: the randomized pass holds one shuffled copy at a time (L; WW's five shuffles of a layer with
+fewer than 100 eigenvalues one after another; none for the last when the source read the layer fresh,
+see ``owned``), and nothing else per entry: no permutation array, no float64 copy (Gram matrices are
+accumulated from float64 chunks of 32 MiB, spectra.GRAM_CHUNK_BYTES; FARMS windows are stacked in
+chunks of 256 MiB). So the peak of a layer is about 2 L + its Gram matrices (8 k s^2 bytes, s the
+short side, twice while eigvalsh copies them) + one window chunk: measured in
+benchmarks/bench_one_pass.py.
 """
 
 from __future__ import annotations
@@ -127,10 +131,15 @@ def _randomized(mats: LayerMatrices, e_raw: np.ndarray, side: FarmsSide, same: b
     grid = side.grid
     wl, ws = max(grid.h, grid.w), min(grid.h, grid.w)
     reps = n_replicas(k * n_short)
-    shuffled = shuffle_slices(mats.slices, settings.seed, reps, in_place=owned)
+    rng = np.random.default_rng(settings.seed)  # one stream, drawn replica by replica as WW's loop
     dev = torch.device(settings.device)
-    eigs = matrix_eigs(shuffled.to(dev))
-    per_rep = [np.sort(eigs[i * k : (i + 1) * k].reshape(-1)) for i in range(reps)]
+    per_rep, esds = [], None
+    for i in range(reps):  # one shuffled copy at a time (the last one in place where the slices are ours)
+        shuffled = shuffle_slices(mats.slices, rng, 1, in_place=owned and i == reps - 1)
+        per_rep.append(np.sort(matrix_eigs(shuffled.to(dev)).reshape(-1)))
+        if i == 0 and not same:
+            esds, _ = farms_spectra(shuffled, settings, per_rep[0], side.blocks)
+        del shuffled
     first = per_rep[0]
     rand_esd = np.sort(np.concatenate(per_rep)) if reps > 1 else first
     fr = fit_mp_kde(rand_esd, n_long, n_short)
@@ -138,11 +147,9 @@ def _randomized(mats: LayerMatrices, e_raw: np.ndarray, side: FarmsSide, same: b
     if same:  # one window covers each slice: the FARMS side of the shuffle is its raw side
         rf, ff, d_farms = rand_esd, fr, d_raw
     else:
-        esds, _ = farms_spectra(shuffled[:k], settings, first, side.blocks)
         rf = np.sort(np.concatenate(esds)) if len(esds) > 1 else esds[0]
         ff = fit_mp_kde(rf, wl, ws)
         d_farms = rand_distance(side.esd, rf) if rf.size == side.esd.size else math.nan
-    del shuffled
     per = max(1, grid.n_windows * k)
     row = dict(rand_sigma_mp_raw=fr.sigma, rand_bulk_max_raw=fr.bulk_max, rand_num_spikes_raw=fr.num_spikes,
                num_traps_raw=fr.num_spikes, rand_distance_raw=d_raw,

@@ -54,3 +54,20 @@ def test_a_model_gets_the_same_alphas_on_the_gpu():
         b = analyze(model, preset=preset, fit="xmin_mid", cache=False, device="cuda").table
         for col in ("alpha_raw", "alpha_farms"):
             np.testing.assert_allclose(b[col].to_numpy(float), a[col].to_numpy(float), rtol=1e-3, err_msg=f"{preset} {col}")
+
+
+@cuda
+def test_metric_and_randomized_columns_on_the_gpu_equal_the_cpu():
+    """The one spectral pass runs on the device too: the shuffle is on the host (seeded), its
+    eigenvalues and every metric's on the GPU."""
+    from farms_viz.pipeline.metrics import METRICS
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(300, 900), nn.Linear(900, 300), nn.Conv2d(32, 64, 3))
+    a = analyze(model, cache=False).table
+    b = analyze(model, cache=False, device="cuda").table
+    for m in METRICS:
+        for side in ("raw", "farms"):
+            col = f"{m}_{side}"
+            np.testing.assert_allclose(b[col].to_numpy(float), a[col].to_numpy(float), rtol=1e-3, atol=1e-9,
+                                       err_msg=col)

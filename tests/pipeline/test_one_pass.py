@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from farms_viz import analyze
-from farms_viz.core import metrics as M
 from farms_viz.core import randomize as RZ
 from farms_viz.core.mp import fit_mp_kde
 from farms_viz.pipeline.metrics import METRICS, WW_MIN_EVALS
@@ -117,4 +116,3 @@ def test_ww_mp_fit_residual_at_one_sigma_equals_the_vectorised_one():
             full = MP._mp_residual(xg, yg, q, np.array([s]))[0]
             assert MP.mp_residual_at(xg, yg, q, s, peak) == pytest.approx(full, rel=1e-12)
         assert math.isfinite(fit_mp_kde(e, int(n * q), n).sigma) or q == 1
-    assert M.SV_TRUST > 1
