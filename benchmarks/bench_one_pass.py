@@ -23,16 +23,13 @@ Every ratio is against a baseline measured in the same run:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import describe_machine  # noqa: E402
+from bench_streaming import write_safetensors  # noqa: E402
 
 from farms_viz import analyze  # noqa: E402
 from farms_viz.core.spectra import window_grid  # noqa: E402
@@ -109,22 +107,6 @@ print(base, hwm(), int((r.table["status"] == "ok").sum()), len(r.table), time.pe
 """
 
 
-def write_safetensors(path: Path, shapes: dict[str, tuple[int, int]], seed: int = 0) -> int:
-    """Random float32 tensors written one at a time (memory: one tensor). Returns the file size."""
-    header, offset = {}, 0
-    for name, (r, c) in shapes.items():
-        header[name] = {"dtype": "F32", "shape": [r, c], "data_offsets": [offset, offset + 4 * r * c]}
-        offset += 4 * r * c
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    rng = np.random.default_rng(seed)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)) + raw)
-        for r, c in shapes.values():
-            f.write((rng.standard_normal((r, c), dtype=np.float32) / np.float32(np.sqrt(c))).tobytes())
-    return path.stat().st_size
-
-
 def peak_of(path: Path, options: dict) -> tuple[int, int, int, int, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     p = subprocess.run([sys.executable, "-c", CHILD, str(path), repr(options)], capture_output=True, text=True,
@@ -142,7 +124,7 @@ def memory(work: Path) -> list[str]:
              ("one 8192 x 8192", {"w.weight": (8192, 8192)}, {}, "< 2 GiB")]
     for label, shapes, opts, target in cases:
         path = work / "mem.safetensors"
-        size = write_safetensors(path, shapes)
+        size = write_safetensors(path, shapes, "float32", seed=0)
         base, peak, ok, n, secs = peak_of(path, opts)
         path.unlink()
         lines.append(f"{label:<34} {size / 2**30:8.2f} {peak / 2**30:8.2f} {base / 2**30:10.2f} {peak / size:9.3f} "

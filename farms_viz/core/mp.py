@@ -88,10 +88,6 @@ KDE_POINTS = 1000
 KDE_FLOOR = 0.01
 
 
-def _e(esd) -> np.ndarray:
-    return np.asarray(esd, dtype=np.float64).ravel()
-
-
 # ---------------------------------------------------------------- WW's MP fit (mp_fit=True)
 
 @dataclass(frozen=True)
@@ -277,7 +273,7 @@ def fit_mp_kde(esd, n_long: int, n_short: int) -> MPKdeFit:
        num_spikes = #(r > bulk_max + sqrt(TW)), TW = bulk_max^(2/3) M^(-2/3) / sqrt(Q) (WW takes
        the square root of its TW term). bulk edges are returned unrescaled (/ w_scale^2).
     """
-    e = _e(esd)
+    e = np.asarray(esd, dtype=np.float64).ravel()
     Q = n_long / n_short
     if e.size == 0 or not np.all(np.isfinite(e)) or not np.sum(e) > 0:
         return MPKdeFit.failed(Q)

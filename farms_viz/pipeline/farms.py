@@ -42,9 +42,14 @@ class FarmsSide:
 
     @property
     def is_raw(self) -> bool:
-        """One window (or block) covers each whole slice: the FARMS ESD is the raw ESD."""
-        g = self.grid
-        return g.n_windows == 1 and (g.h, g.w) == (g.rows, g.cols)
+        """One window (or block) covers each whole slice: the FARMS ESD, its dimensions and its
+        fits are the raw ones."""
+        return covers(self.grid)
+
+
+def covers(grid: WindowGrid) -> bool:
+    """The grid is one window the size of the slice."""
+    return grid.n_windows == 1 and (grid.h, grid.w) == (grid.rows, grid.cols)
 
 
 def farms_spectra(slices: torch.Tensor, settings: Settings, raw: np.ndarray, blocks: bool
@@ -68,7 +73,7 @@ def farms_side(mats: LayerMatrices, settings: Settings, e_raw: np.ndarray, fit_r
     blocks = uses_blocks(mats.kind, settings)
     esds, grid = farms_spectra(mats.slices, settings, e_raw, blocks)
     dim = max(grid.h, grid.w)
-    same = fit_raw is not None and esds[0] is e_raw and dim == max(mats.rows, mats.cols)
+    same = fit_raw is not None and covers(grid)
     if blocks:
         fits = [fit_raw if same else fit_power_law(b, settings.fit, settings.xmin_pos, dim=dim) for b in esds]
         hats = [f.alpha * log10(float(b[-1])) for f, b in zip(fits, esds) if f.status == "ok" and b.size]

@@ -119,7 +119,7 @@ def _analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None)
     e_farms, grid, ff = side.esd, side.grid, side.fit
     wl, ws = max(grid.h, grid.w), min(grid.h, grid.w)
     mr = fit_mp(e_raw, long_, short)
-    mf = mr if side.is_raw and (wl, ws) == (long_, short) else fit_mp(e_farms, wl, ws)
+    mf = mr if side.is_raw else fit_mp(e_farms, wl, ws)
     lam_max = float(e_raw[-1]) if e_raw.size else math.nan
     fro2 = float(e_raw.sum())
     n_windows = grid.n_windows * mats.n_slices
@@ -135,7 +135,7 @@ def _analyze_layer(ref: TensorRef, settings: Settings, cache: LayerCache | None)
         n_spikes_raw=mr.n_spikes, n_spikes_farms=mf.n_spikes / n_windows,
     )
     thumb = thumbnail(mats.slices[0])  # before the randomized pass, which may shuffle owned slices in place
-    ww_nm = ww_dims(*ref.shape) if mats.kind in ("conv2d", "conv2d_depthwise") and len(ref.shape) == 4 else None
+    ww_nm = ww_dims(*ref.shape) if len(ref.shape) == 4 else None  # Conv2d: WW's N, M quirk
     extra, rand_raw, rand_farms = layer_metrics(mats, eigs, e_raw, fr.alpha, side, settings, owned=owned, ww_nm=ww_nm)
     kind = mats.kind
     del mats

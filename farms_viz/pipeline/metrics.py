@@ -39,7 +39,7 @@ from farms_viz.core.matrices import LayerMatrices
 from farms_viz.core.metrics import esd_metrics, matrix_entropy, matrix_rank, slice_singular_values
 from farms_viz.core.mp import MPKdeFit, fit_mp_kde
 from farms_viz.core.randomize import n_replicas, rand_distance, shuffle_slices
-from farms_viz.core.spectra import matrix_eigs
+from farms_viz.core.spectra import slice_eigs
 from farms_viz.pipeline.farms import FarmsSide, farms_spectra
 from farms_viz.settings import Settings
 
@@ -90,9 +90,9 @@ def layer_metrics(mats: LayerMatrices, slice_eigs: np.ndarray, e_raw: np.ndarray
     n_long, n_short = ww_nm or (max(r, c), min(r, c))
     grid = side.grid
     wl, ws = max(grid.h, grid.w), min(grid.h, grid.w)
-    same = side.is_raw and (wl, ws) == (max(r, c), min(r, c))
+    same = side.is_raw
     row: dict = {f"{m}_{w}": math.nan for m in METRICS for w in ("raw", "farms")}
-    if k * min(r, c) < WW_MIN_EVALS:
+    if k * n_short < WW_MIN_EVALS:  # WW's M * rf
         return row, None, None
     svals = slice_singular_values(mats.slices, slice_eigs,
                                   svd=lambda s: torch.linalg.svdvals(mats.slices[s].to(torch.float64)).cpu().numpy())
@@ -132,11 +132,10 @@ def _randomized(mats: LayerMatrices, e_raw: np.ndarray, side: FarmsSide, same: b
     wl, ws = max(grid.h, grid.w), min(grid.h, grid.w)
     reps = n_replicas(k * n_short)
     rng = np.random.default_rng(settings.seed)  # one stream, drawn replica by replica as WW's loop
-    dev = torch.device(settings.device)
     per_rep, esds = [], None
     for i in range(reps):  # one shuffled copy at a time (the last one in place where the slices are ours)
         shuffled = shuffle_slices(mats.slices, rng, 1, in_place=owned and i == reps - 1)
-        per_rep.append(np.sort(matrix_eigs(shuffled.to(dev)).reshape(-1)))
+        per_rep.append(np.sort(slice_eigs(shuffled, settings.device).reshape(-1)))
         if i == 0 and not same:
             esds, _ = farms_spectra(shuffled, settings, per_rep[0], side.blocks)
         del shuffled
