@@ -71,7 +71,7 @@ def timed_analyze(tensors: dict, **kw) -> float:
 
 
 def speed(repeat: int, cases: list[int] | None = None) -> list[str]:
-    print("speed (same process; best of %d): release loop vs analyze()" % repeat)
+    print("speed (same process; best of %d interleaved rounds): release loop vs analyze()" % repeat)
     lines = [f"{'case':<20} {'release s':>9} {'rand=False s':>12} {'defaults s':>10} {'release/off':>11} "
              f"{'target':>6} {'defaults/off':>12} {'target':>6}"]
     print(lines.pop(), flush=True)
@@ -84,9 +84,11 @@ def speed(repeat: int, cases: list[int] | None = None) -> list[str]:
         win, q, nops = (PRESETS[preset]["window"], PRESETS[preset]["q"], PRESETS[preset]["ops"]) if preset \
             else (window, 1.0, ops)
         mats = list(tensors.values())
-        base = min(release_loop(mats, win, q, nops) for _ in range(repeat))
-        off = min(timed_analyze(tensors, randomize=False, **opts) for _ in range(repeat))
-        on = min(timed_analyze(tensors, **opts) for _ in range(repeat))
+        times = []  # interleaved rounds: a slow spell of a shared 2-core machine hits all three alike
+        for _ in range(repeat):
+            times.append((release_loop(mats, win, q, nops), timed_analyze(tensors, randomize=False, **opts),
+                          timed_analyze(tensors, **opts)))
+        base, off, on = (min(t[i] for t in times) for i in range(3))
         print(f"{label:<20} {base:9.2f} {off:12.2f} {on:10.2f} {base / off:10.2f}x {target:5.1f}x "
                      f"{on / off:11.2f}x {DEFAULTS_OVER_DETERMINISTIC:5.1f}x", flush=True)
     return lines

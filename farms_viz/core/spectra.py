@@ -128,22 +128,60 @@ SCALE_FREE_EXP = 30
 GRAM_CHUNK_BYTES = 32 * 2**20
 
 
+#: On CPU, Gram products go through numpy's BLAS (OpenBLAS) rather than torch's (MKL). Measured on
+#: the 2-core AMD EPYC these machines have, 2048 x 2048 W^T W on one thread: numpy 0.19 s, torch
+#: 0.36-0.39 s in float64, 0.10 vs 0.19 s in float32; two concurrent products (the layer pool):
+#: 0.23 s for both vs 0.36 s. numpy releases the GIL in BLAS calls, as torch does.
+NUMPY_GRAM = True
+
+
+def gram_of(y: torch.Tensor) -> torch.Tensor:
+    """y^T y of a matrix or a stack (..., long, short), in y's dtype and on y's device (see NUMPY_GRAM)."""
+    if NUMPY_GRAM and y.device.type == "cpu":
+        a = y.detach().numpy()
+        return torch.from_numpy(np.matmul(a.swapaxes(-1, -2), a))
+    return y.mT @ y
+
+
 def _gram(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The smaller Gram matrix of each matrix of a stack (k, m, n), in ``dtype``.
 
-    When ``dtype`` is wider than ``x``'s, the product is accumulated over chunks of the long side,
-    each chunk converted on its own: the peak is the Gram matrices plus one chunk, not a copy of ``x``.
+    When ``dtype`` is wider than ``x``'s and the wider copy would pass GRAM_CHUNK_BYTES, the product
+    is accumulated over chunks of the long side, each chunk converted on its own: the peak is the
+    Gram matrices plus one chunk (and, on CPU, one scratch block of the same size), not a copy of ``x``.
     """
     tall = x.shape[-2] >= x.shape[-1]
-    if x.dtype == dtype:
-        return x.mT @ x if tall else x @ x.mT
     y = x if tall else x.mT  # (k, long, short): G = y^T y
+    wide_bytes = y.numel() * torch.finfo(dtype).bits // 8
+    if x.dtype == dtype or wide_bytes <= GRAM_CHUNK_BYTES:
+        return gram_of(y.to(dtype))
     k, long_, short = y.shape
+    if NUMPY_GRAM and y.device.type == "cpu":
+        return torch.from_numpy(_chunked_gram(y.detach().numpy(), torch.empty((), dtype=dtype).numpy().dtype))
     step = max(1, int(GRAM_CHUNK_BYTES // max(1, k * short * torch.finfo(dtype).bits // 8)))
     g = torch.zeros((k, short, short), dtype=dtype, device=x.device)
     for s in range(0, long_, step):
         c = y[:, s : s + step].to(dtype)
         g.baddbmm_(c.mT, c)
+    return g
+
+
+def _chunked_gram(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """y^T y of each matrix of a stack (k, long, short) in the wider ``dtype``, from row chunks of
+    about GRAM_CHUNK_BYTES converted one at a time; numpy's matmul cannot add into its output, so
+    each chunk's product goes through a scratch block of G's columns of the same size."""
+    k, long_, short = y.shape
+    rows = max(1, GRAM_CHUNK_BYTES // (short * dtype.itemsize))
+    cols = max(1, min(short, GRAM_CHUNK_BYTES // (short * dtype.itemsize)))
+    g = np.zeros((k, short, short), dtype=dtype)
+    scratch = np.empty((short, cols), dtype=dtype)
+    for i in range(k):
+        for s in range(0, long_, rows):
+            c = y[i, s : s + rows].astype(dtype)
+            for b in range(0, short, cols):
+                part = scratch[:, : min(cols, short - b)]
+                np.matmul(c.T, c[:, b : b + cols], out=part)
+                g[i, :, b : b + cols] += part
     return g
 
 
@@ -183,7 +221,16 @@ def _gram_eigs(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return ev * back[:, None]
 
 
-def matrix_eigs(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarray:
+#: What ``bulk_only=True`` means, for the functions below that take it: the eigenvalues feed only
+#: statistics of the bulk and the top of the spectrum (the randomized columns: WW's KDE MP fit, its
+#: spikes, rand_distance), so one float32 Gram solve serves every matrix, square ones too; its
+#: round-off, about eps * l_max * sqrt(n), moves only the smallest eigenvalues. Measured on shuffled
+#: 2048 x 2048, 512 x 512, 384 x 384 and 1536 x 384 matrices against float64: rand_sigma_mp and
+#: rand_bulk_max within 1e-6 relative, rand_distance within 3e-7, the same spike counts.
+BULK_ONLY_DTYPE = torch.float32
+
+
+def matrix_eigs(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20, bulk_only: bool = False) -> np.ndarray:
     """Eigenvalues of W^T W for each matrix of a stack (k, m, n): float64 (k, min(m, n)), each row ascending.
 
     Fast exact route: one batched Gram + ``eigvalsh`` call per chunk in float32. Round-off
@@ -192,7 +239,8 @@ def matrix_eigs(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarra
     which resolves eigenvalues down to ~1e-13 l_max, more than float32 ``svdvals`` (the
     release's route) does. Square matrices go to float64 directly: their smallest
     eigenvalue (~l_max / 4n^2 for noise) is always below float32 Gram round-off.
-    Round-off values <= 0 are clamped to 0 (numerically zero).
+    Round-off values <= 0 are clamped to 0 (numerically zero). ``bulk_only``: float32 for every
+    matrix (see BULK_ONLY_DTYPE).
     """
     k, m, n = mats.shape
     side = min(m, n)
@@ -201,6 +249,9 @@ def matrix_eigs(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarra
     eps = float(torch.finfo(torch.float32).eps)
     for s in range(0, k, per):
         x = mats[s : s + per]
+        if bulk_only:
+            out.append(_gram_eigs(x, BULK_ONLY_DTYPE).clamp_min(0).cpu().numpy())
+            continue
         if m == n:
             out.append(_gram_eigs(x, torch.float64).clamp_min(0).cpu().numpy())
             continue
@@ -214,16 +265,16 @@ def matrix_eigs(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarra
     return np.concatenate(out).reshape(k, side)
 
 
-def batched_esd(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> np.ndarray:
+def batched_esd(mats: torch.Tensor, chunk_bytes: int = 256 * 2**20, bulk_only: bool = False) -> np.ndarray:
     """Eigenvalues of W^T W for a stack of equal-shape matrices (k, m, n), pooled, ascending
     (see :func:`matrix_eigs`)."""
-    return np.sort(matrix_eigs(mats, chunk_bytes).reshape(-1))
+    return np.sort(matrix_eigs(mats, chunk_bytes, bulk_only).reshape(-1))
 
 
-def slice_eigs(slices: torch.Tensor, device: str = "cpu") -> np.ndarray:
+def slice_eigs(slices: torch.Tensor, device: str = "cpu", bulk_only: bool = False) -> np.ndarray:
     """Each slice's eigenvalues of W^T W, (k, min(rows, cols)) float64, rows ascending (see
     :func:`matrix_eigs`): the raw solve, from which the ESD and every metric are derived."""
-    return matrix_eigs(slices.to(torch_device(device), dtype=torch.float32))
+    return matrix_eigs(slices.to(torch_device(device), dtype=torch.float32), bulk_only=bulk_only)
 
 
 def esd(slices: torch.Tensor, device: str = "cpu") -> np.ndarray:
@@ -246,7 +297,8 @@ def farms_windows(slices: torch.Tensor, grid: WindowGrid, row_starts=None) -> to
 
 
 def farms_esd(slices: torch.Tensor, window: int, q: float, ops: int, device: str = "cpu",
-              chunk_bytes: int = 256 * 2**20, raw: np.ndarray | None = None) -> tuple[np.ndarray, WindowGrid]:
+              chunk_bytes: int = 256 * 2**20, raw: np.ndarray | None = None, bulk_only: bool = False
+              ) -> tuple[np.ndarray, WindowGrid]:
     """FARMS pooled ESD: the window grid applied to every slice, all windows' eigenvalues pooled.
 
     For conv layers (k > 1 kernel-position slices) every slice gets the same grid and
@@ -254,58 +306,63 @@ def farms_esd(slices: torch.Tensor, window: int, q: float, ops: int, device: str
     one window per slice, see README). Windows are stacked in chunks of whole grid
     rows so memory stays bounded (about ``chunk_bytes`` per chunk). When one window covers
     the whole matrix (square layers at the LLM window), the FARMS ESD is the raw ESD:
-    pass it as ``raw`` and it is returned instead of being computed again.
+    pass it as ``raw`` and it is returned instead of being computed again. ``bulk_only``: see
+    BULK_ONLY_DTYPE.
     """
     mats = slices.to(torch_device(device), dtype=torch.float32)
     grid = window_grid(mats.shape[1], mats.shape[2], window, q, ops)
     if grid.n_windows == 1 and grid.h == grid.rows and grid.w == grid.cols:
-        return (raw if raw is not None else batched_esd(mats)), grid
+        return (raw if raw is not None else batched_esd(mats, bulk_only=bulk_only)), grid
     n_r, n_c = len(grid.row_starts), len(grid.col_starts)
     if grid.h == grid.w and n_c > 1 and grid.cols ** 2 < n_c * grid.w ** 2 and grid.cols ** 2 * 8 <= chunk_bytes:
-        return _band_gram_esd(mats, grid, chunk_bytes), grid
+        return _band_gram_esd(mats, grid, chunk_bytes, bulk_only), grid
     if grid.h == grid.w and min(n_r, n_c) == 1 and max(n_r, n_c) > 2 and 2 * max(n_r, n_c) * grid.w ** 2 * 8 <= chunk_bytes:
-        return _block_gram_esd(mats, grid), grid
+        return _block_gram_esd(mats, grid, bulk_only), grid
     per_row = mats.shape[0] * len(grid.col_starts) * grid.h * grid.w * 4
     rows_per_chunk = max(1, int(chunk_bytes // max(1, per_row)))
     parts = []
     for s in range(0, len(grid.row_starts), rows_per_chunk):
         rs = grid.row_starts[s : s + rows_per_chunk]
-        parts.append(batched_esd(farms_windows(mats, grid, rs)))
+        parts.append(batched_esd(farms_windows(mats, grid, rs), bulk_only=bulk_only))
     return np.sort(np.concatenate(parts)), grid
 
 
-def _band_gram_esd(mats: torch.Tensor, grid: WindowGrid, chunk_bytes: int = 256 * 2**20) -> np.ndarray:
+def _band_gram_esd(mats: torch.Tensor, grid: WindowGrid, chunk_bytes: int = 256 * 2**20,
+                   bulk_only: bool = False) -> np.ndarray:
     """FARMS ESD of square windows through one Gram matrix per row band.
 
     Windows that share rows r..r+h share the band B = W[r:r+h, :]; the Gram matrix of the
     window at column c is the principal submatrix G[c:c+w, c:c+w] of G = B^T B. One
     band Gram (h * cols^2 flops) replaces n_c window Grams (n_c * h * w^2 flops). The
     submatrices of as many bands as fit in ``chunk_bytes`` go through one batched
-    ``eigvalsh``. Float64, as for every square matrix (see :func:`batched_esd`).
+    ``eigvalsh``. Float64, as for every square matrix (see :func:`matrix_eigs`; float32 with
+    ``bulk_only``).
     """
+    dtype = BULK_ONLY_DTYPE if bulk_only else torch.float64
     idx = torch.tensor(grid.col_starts, device=mats.device)[:, None] + torch.arange(grid.w, device=mats.device)
     bands = [(k, r) for k in range(mats.shape[0]) for r in grid.row_starts]
-    per = max(1, int(chunk_bytes // (len(grid.col_starts) * grid.w * grid.w * 8)))
+    per = max(1, int(chunk_bytes // (len(grid.col_starts) * grid.w * grid.w * dtype.itemsize)))
     out = []
     for s in range(0, len(bands), per):
         subs = []
         for k, r in bands[s : s + per]:
-            band = mats[k, r : r + grid.h, :].to(torch.float64)
-            g = band.mT @ band
+            g = gram_of(mats[k, r : r + grid.h, :].to(dtype))
             subs.append(g[idx[:, :, None], idx[:, None, :]])  # (n_c, w, w)
         out.append(eigvalsh_batched(torch.cat(subs)).clamp_min(0).reshape(-1).cpu().numpy())
     return np.sort(np.concatenate(out))
 
 
-def _block_gram_esd(mats: torch.Tensor, grid: WindowGrid) -> np.ndarray:
+def _block_gram_esd(mats: torch.Tensor, grid: WindowGrid, bulk_only: bool = False) -> np.ndarray:
     """FARMS ESD of square windows that slide along one side only (one row or column start).
 
     Tall layers (1536 x 384 at the LLM window: 15 windows of 384 x 384 stacked down the
     rows) and wide ones (transposed). Cut the rows at every window's start and end; the
     Gram matrix of a window is then the sum of the Gram matrices of the blocks it covers,
     each block's computed once: rows * w^2 flops instead of n_windows * h * w^2 (4x fewer
-    for 1536 x 384). Float64, as for every square matrix (see :func:`batched_esd`).
+    for 1536 x 384). Float64, as for every square matrix (see :func:`matrix_eigs`; float32 with
+    ``bulk_only``).
     """
+    dtype = BULK_ONLY_DTYPE if bulk_only else torch.float64
     along_rows = len(grid.col_starts) == 1
     starts = grid.row_starts if along_rows else grid.col_starts
     size = grid.h
@@ -317,8 +374,7 @@ def _block_gram_esd(mats: torch.Tensor, grid: WindowGrid) -> np.ndarray:
             else mats[k, grid.row_starts[0] : grid.row_starts[0] + grid.h, :].mT
         blocks = {}
         for a, b in spans:  # each span converted on its own: no float64 copy of the whole band
-            x = m[a:b].to(torch.float64)
-            blocks[(a, b)] = x.mT @ x
+            blocks[(a, b)] = gram_of(m[a:b].to(dtype))
         grams = torch.stack([sum(g for (a, b), g in blocks.items() if s <= a and b <= s + size) for s in starts])
         out.append(eigvalsh_batched(grams).clamp_min(0).reshape(-1).cpu().numpy())
     return np.sort(np.concatenate(out))
@@ -345,8 +401,8 @@ def conv_blocks(rows: int, cols: int, q: float) -> WindowGrid:
     return WindowGrid(rows, cols, c, r, (0,), starts, 0, r)
 
 
-def conv_block_esds(slices: torch.Tensor, q: float, device: str = "cpu", raw: np.ndarray | None = None
-                    ) -> tuple[list[np.ndarray], WindowGrid]:
+def conv_block_esds(slices: torch.Tensor, q: float, device: str = "cpu", raw: np.ndarray | None = None,
+                    bulk_only: bool = False) -> tuple[list[np.ndarray], WindowGrid]:
     """The release's conv FARMS ESDs: for each block of :func:`conv_blocks`, the pooled,
     ascending eigenvalues of that block in every kernel-position slice (k, rows, cols).
 
@@ -359,5 +415,5 @@ def conv_block_esds(slices: torch.Tensor, q: float, device: str = "cpu", raw: np
     if raw is not None and grid.n_windows == 1 and (grid.h, grid.w) == (grid.rows, grid.cols):
         return [raw], grid
     stack = farms_windows(mats, grid)  # (k * n_blocks, h, w), slice-major
-    eigs = matrix_eigs(stack).reshape(k, grid.n_windows, -1)
+    eigs = matrix_eigs(stack, bulk_only=bulk_only).reshape(k, grid.n_windows, -1)
     return [np.sort(eigs[:, b].reshape(-1)) for b in range(grid.n_windows)], grid

@@ -52,13 +52,15 @@ def covers(grid: WindowGrid) -> bool:
     return grid.n_windows == 1 and (grid.h, grid.w) == (grid.rows, grid.cols)
 
 
-def farms_spectra(slices: torch.Tensor, settings: Settings, raw: np.ndarray, blocks: bool
+def farms_spectra(slices: torch.Tensor, settings: Settings, raw: np.ndarray, blocks: bool, bulk_only: bool = False
                   ) -> tuple[list[np.ndarray], WindowGrid]:
     """The FARMS ESDs of a stack of slices: one per conv block (``blocks``) or the one pooled ESD
-    of the window grid; ``raw`` (the stack's raw ESD) is returned when one window covers it."""
+    of the window grid; ``raw`` (the stack's raw ESD) is returned when one window covers it.
+    ``bulk_only``: see spectra.BULK_ONLY_DTYPE."""
     if blocks:
-        return conv_block_esds(slices, settings.q, settings.device, raw=raw)
-    e, grid = farms_esd(slices, settings.window, settings.q, settings.ops, settings.device, raw=raw)
+        return conv_block_esds(slices, settings.q, settings.device, raw=raw, bulk_only=bulk_only)
+    e, grid = farms_esd(slices, settings.window, settings.q, settings.ops, settings.device, raw=raw,
+                        bulk_only=bulk_only)
     return [e], grid
 
 

@@ -135,9 +135,9 @@ def _randomized(mats: LayerMatrices, e_raw: np.ndarray, side: FarmsSide, same: b
     per_rep, esds = [], None
     for i in range(reps):  # one shuffled copy at a time (the last one in place where the slices are ours)
         shuffled = shuffle_slices(mats.slices, rng, 1, in_place=owned and i == reps - 1)
-        per_rep.append(np.sort(slice_eigs(shuffled, settings.device).reshape(-1)))
+        per_rep.append(np.sort(slice_eigs(shuffled, settings.device, bulk_only=True).reshape(-1)))
         if i == 0 and not same:
-            esds, _ = farms_spectra(shuffled, settings, per_rep[0], side.blocks)
+            esds, _ = farms_spectra(shuffled, settings, per_rep[0], side.blocks, bulk_only=True)
         del shuffled
     first = per_rep[0]
     rand_esd = np.sort(np.concatenate(per_rep)) if reps > 1 else first

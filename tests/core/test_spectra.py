@@ -205,3 +205,35 @@ def test_torch_threads_restores_the_count_even_on_error():
             assert torch.get_num_threads() == 1
             raise RuntimeError("inside")
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("shape", [(1, 3000, 2500), (3, 700, 900), (2, 50, 4000)])
+def test_float64_gram_from_chunks_equals_the_whole_product(monkeypatch, shape):
+    """The wider Gram is summed over converted row chunks and, on CPU, column blocks of a scratch
+    buffer: every chunk and block boundary must be covered exactly once, in both numpy and torch."""
+    from farms_viz.core import spectra
+
+    monkeypatch.setattr(spectra, "GRAM_CHUNK_BYTES", 2**20)  # many chunks and blocks
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    y = x.double() if shape[1] >= shape[2] else x.double().mT
+    want = y.mT @ y
+    for use_numpy in (True, False):
+        monkeypatch.setattr(spectra, "NUMPY_GRAM", use_numpy)
+        got = spectra._gram(x, torch.float64)
+        assert got.dtype == torch.float64 and got.shape == want.shape
+        assert float((got - want).abs().max() / want.abs().max()) < 1e-13
+
+
+def test_bulk_only_keeps_the_top_and_bulk_of_square_spectra():
+    """bulk_only (one float32 Gram solve, for the shuffled matrices) agrees with the float64 route
+    on what the randomized columns read: the largest eigenvalues, WW's MP fit of the bulk."""
+    from farms_viz.core.mp import fit_mp_kde
+    from farms_viz.core.spectra import matrix_eigs
+
+    w = torch.randn(3, 256, 256, generator=torch.Generator().manual_seed(2)) * 0.05
+    exact, bulk = matrix_eigs(w), matrix_eigs(w, bulk_only=True)
+    top = slice(128, None)  # the upper half of each spectrum
+    np.testing.assert_allclose(bulk[:, top], exact[:, top], rtol=1e-5)
+    assert np.abs(bulk - exact).max() < 1e-5 * exact.max()  # the smallest ones only to round-off
+    a, b = fit_mp_kde(exact.ravel(), 256, 256), fit_mp_kde(bulk.ravel(), 256, 256)
+    assert abs(a.sigma - b.sigma) < 1e-5 * a.sigma and a.num_spikes == b.num_spikes

@@ -90,3 +90,19 @@ def test_overlapping_analyses_leave_the_default_for_new_threads(two_threads):
     a.join(60)
     assert not errors
     assert state() == before
+
+
+def test_numpy_blas_is_one_thread_inside_a_block_and_restored_after(two_threads):
+    """The layer pool's threads call numpy's BLAS (spectra.NUMPY_GRAM): inside torch_threads(1) it runs
+    one thread per call, outside it has the count the caller set."""
+    import numpy  # noqa: F401  (its BLAS must be loaded for threadpoolctl to see it)
+
+    before = blas_threads()
+    if not before:
+        pytest.skip("no BLAS library visible to threadpoolctl")
+    with torch_threads(1):
+        assert blas_threads() == [1] * len(before)
+        with torch_threads(1):  # nested: still one, and the outer block restores
+            assert blas_threads() == [1] * len(before)
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before
