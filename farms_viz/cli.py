@@ -12,7 +12,7 @@ from pathlib import Path
 
 from farms_viz.analyses import allocate_io as alloc_io
 from farms_viz.analyses import outcome, prune_io
-from farms_viz.analyses.allocate import MAPS, SCHEMES, allocated_params, alphapruning, tempbalance, weighted_mean
+from farms_viz.analyses.allocate import CAPS, MAPS, SCHEMES, allocated_params, alphapruning, tempbalance, weighted_mean
 from farms_viz.analyses.compare import change_text, compare_summary, compare_tables, diagnosis_changes
 from farms_viz.analyses.matching import MATCH_MODES, MATCH_TEXT
 from farms_viz.analyses.prune import METHODS
@@ -201,7 +201,7 @@ def cmd_allocate(a) -> int:
         if a.sparsity is None:
             raise FarmsError("--scheme alphapruning needs --sparsity S (e.g. 0.7).")
         alloc = alphapruning(table, a.sparsity, a.epsilon, block_wise=a.block_wise, block_size=a.block_size,
-                             blocks_only=a.blocks_only)
+                             blocks_only=a.blocks_only, cap=a.cap)
     else:
         if a.lr is None:
             raise FarmsError("--scheme tempbalance needs --lr LR (the base learning rate).")
@@ -267,7 +267,8 @@ def cmd_measure(a) -> int:
         check_out(a.out, [], suffixes=(".csv",))
     table = outcome.measure(a.model, a.method, _list(a.sparsities, "sparsities", float),
                             allocations=_list(a.allocations, "allocations", str),
-                            seeds=None if a.seeds is None else _list(a.seeds, "seeds", int), epsilon=a.epsilon,
+                            seeds=None if a.seeds is None else _list(a.seeds, "seeds", int),
+                            epsilon=outcome.parse_epsilon(a.epsilon), mapping=a.mapping, cap=a.cap,
                             progress=None if a.quiet else _Bar(), cache=not a.no_cache)
     _print(outcome.format_summary(outcome.summarize(table)))
     _print(f"{len(table)} runs; {table['seconds'].sum():.1f} s of pruning and measuring"
@@ -331,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "(blocks read from names like layers.N.)")
     pl.add_argument("--blocks-only", action="store_true", help="alphapruning: allocate only the layers inside "
                     "transformer blocks (names like layers.N.); the others stay dense, as in AlphaPruning")
+    pl.add_argument("--cap", choices=CAPS, default="redistribute", help="alphapruning: ratios above 1 go to 1, the "
+                    "excess spread over the others (default), or to the FARMS release's 0.998 (release)")
     pl.add_argument("--lr", type=float, help="tempbalance: the base learning rate")
     pl.add_argument("--map", choices=MAPS, default="linear", help="tempbalance map (default linear)")
     pl.add_argument("--lr-min-ratio", type=float, default=0.5, help="tempbalance linear/step: lowest lr / base lr (default 0.5)")
@@ -346,9 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--column", help="the allocation's column: ratio_raw, ratio_farms, or uniform (every listed "
                                      "layer at the allocation's weighted mean)")
     pp.add_argument("--sparsity", type=float, help="instead of --allocation: this sparsity on every linear/conv layer")
-    pp.add_argument("--method", choices=METHODS, default="magnitude", help="magnitude (|W|, per layer; default) "
-                    "or wanda (|W| x input norm, per output row)")
-    pp.add_argument("--calibration", type=int, metavar="N", help="wanda: samples of the model's training data "
+    pp.add_argument("--method", choices=METHODS, default="magnitude", help="magnitude (|W|, per layer; default), "
+                    "wanda (|W| x input norm, per output row) or sparsegpt (OBS updates from the inputs' Hessian)")
+    pp.add_argument("--calibration", type=int, metavar="N", help="wanda, sparsegpt: samples of the model's training data "
                                                                  "(default 32 windows for tinylm, 128 images for digits)")
     pp.add_argument("--evaluate", action="store_true", help="also measure the model dense and pruned (tinylm: "
                                                             "held-out perplexity; digits: test accuracy)")
@@ -360,12 +363,16 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(mean ± sd over training seeds)")
     pm.add_argument("model", help="tinylm, digits-cnn, digits-mlp or minilm (a proxy: cosine of sentence "
                                   "embeddings to the dense model)")
-    pm.add_argument("--method", choices=METHODS, default="magnitude", help="magnitude (default) or wanda")
+    pm.add_argument("--method", choices=METHODS, default="magnitude", help="magnitude (default), wanda or sparsegpt")
     pm.add_argument("--sparsities", default="0.5,0.6,0.7,0.8", help="target sparsities, e.g. 0.5,0.7 "
                                                                      "(default 0.5,0.6,0.7,0.8)")
     pm.add_argument("--seeds", help="training seeds, e.g. 0,1,2 (default: the model's: 0,1,2; minilm 0); a tiny "
                                     "LM seed not built yet trains first (about 3 CPU-minutes)")
-    pm.add_argument("--epsilon", type=float, default=0.3, help="AlphaPruning's spread (default 0.3)")
+    pm.add_argument("--epsilon", default="search", help="AlphaPruning's spread: 'search' (default: the best of "
+                    f"{', '.join(f'{e:g}' for e in outcome.EPSILONS)} on tuning data, per arm) or a number")
+    pm.add_argument("--mapping", choices=outcome.MAPPINGS, default="block", help="block: a transformer block's "
+                    "mean alpha (the releases' default); matrix: each its own")
+    pm.add_argument("--cap", choices=CAPS, default="redistribute", help="as for allocate")
     pm.add_argument("--allocations", default="uniform,raw,farms", help="any of uniform,raw,farms (default all)")
     pm.add_argument("--out", metavar="FILE.csv", help="also write every run (a row per seed, allocation, sparsity)")
     pm.add_argument("--quiet", action="store_true", help="no progress bar")

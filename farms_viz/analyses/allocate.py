@@ -28,9 +28,15 @@ Conventions (documented, tested):
 - Missing alphas (NaN: layers with a status): AlphaPruning gives them the target S and scales
   the others to mean S among themselves, so the overall weighted mean stays exactly S;
   TempBalance gives them the base lr. They never enter min, max or sums.
-- Sparsities above 1 cannot be applied. They are capped at 1 and the excess is redistributed
-  over the uncapped layers by one common factor (the order by alpha is kept), so the weighted mean
-  stays exactly S; which layers were capped is reported. (The AlphaPruning release does not cap.)
+- Sparsities above 1 cannot be applied. Two rules (``cap``), the capped layers reported by both:
+
+  * ``redistribute`` (farms-viz's default): capped at 1 and the excess redistributed over the
+    uncapped layers by one common factor (the order by alpha is kept), so the weighted mean stays
+    exactly S;
+  * ``release``: the FARMS release's (``ww_sparsity``, LLM_Pruning/lib/prune.py 417-425): a ratio
+    above 1 becomes 0.998, or 0.99999 when S is exactly 0.7, and nothing is redistributed, so the
+    mean falls below S. (The AlphaPruning release does not cap; an earlier issue described the
+    FARMS rule as a plain 0.998: the code also has the 0.7 case, and the code is followed.)
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from farms_viz.pipeline.schema import SIDES
 
 SCHEMES = ("alphapruning", "tempbalance")
 MAPS = ("linear", "sqrt", "log2", "step")
+CAPS = ("redistribute", "release")
 REQUIRED = ("layer", "rows", "cols", "alpha_raw", "alpha_farms")
 WHICH = SIDES
 
@@ -108,12 +115,20 @@ def _average_rank(x: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------ AlphaPruning
 
-def alphapruning_ratios(alphas, params, sparsity: float, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-layer sparsities (fraction of weights removed) and a mask of those capped at 1.
+def release_cap(sparsity: float) -> float:
+    """The FARMS release's value for a ratio above 1: 0.99999 at S == 0.7, else 0.998."""
+    return 0.99999 if sparsity == 0.7 else 0.998
+
+
+def alphapruning_ratios(alphas, params, sparsity: float, epsilon: float, cap: str = "redistribute"
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-layer sparsities (fraction of weights removed) and a mask of those capped.
 
     ``r = (a - min)/(max - min) (s2 - s1) + s1``, ``s1, s2 = 1 -+ epsilon``, times
-    ``S sum(p) / sum(p r)``; NaN alphas get S; caps at 1 redistributed (module docstring).
+    ``S sum(p) / sum(p r)``; NaN alphas get S; ratios above 1 by the ``cap`` rule (module docstring).
     """
+    if cap not in CAPS:
+        raise FarmsError(f"unknown cap rule {cap!r}; use one of {', '.join(CAPS)}.")
     a = np.asarray(alphas, dtype=np.float64)
     p = np.asarray(params, dtype=np.float64)
     if a.shape != p.shape:
@@ -133,8 +148,13 @@ def alphapruning_ratios(alphas, params, sparsity: float, epsilon: float) -> tupl
     lo, hi = float(x.min()), float(x.max())
     s1, s2 = 1.0 - epsilon, 1.0 + epsilon
     r = np.ones_like(x) if hi <= lo else (x - lo) / (hi - lo) * (s2 - s1) + s1
-    vals, cap = _scale_to_mean(r, pw, sparsity)
-    out[use], capped[use] = vals, cap
+    if cap == "release":
+        scaled = r * (sparsity * pw.sum() / (pw * r).sum()) if (pw * r).sum() > 0 else np.full(r.shape, sparsity)
+        over = scaled > 1.0
+        vals, hit = np.where(over, release_cap(sparsity), scaled), over
+    else:
+        vals, hit = _scale_to_mean(r, pw, sparsity)
+    out[use], capped[use] = vals, hit
     return out, capped
 
 
@@ -222,8 +242,9 @@ def param_counts(table: pd.DataFrame) -> np.ndarray:
 
 
 def alphapruning(table: pd.DataFrame, sparsity: float, epsilon: float, block_wise: bool = False,
-                 block_size: int | None = None, blocks_only: bool = False) -> Allocation:
-    """AlphaPruning sparsities from raw and from FARMS alphas (``block_size`` implies block-wise).
+                 block_size: int | None = None, blocks_only: bool = False, cap: str = "redistribute") -> Allocation:
+    """AlphaPruning sparsities from raw and from FARMS alphas (``block_size`` implies block-wise;
+    ``cap``: the rule for ratios above 1, :data:`CAPS`).
 
     ``blocks_only``: as the AlphaPruning release, only the layers inside numbered transformer
     blocks (see :func:`in_blocks`) are allocated; the others (embeddings, pooler, head) stay
@@ -245,11 +266,12 @@ def alphapruning(table: pd.DataFrame, sparsity: float, epsilon: float, block_wis
         missing[w] = t["layer"][~np.isfinite(a)].tolist()
         if blocks is not None:
             a = block_mean_alphas(a, blocks)
-        r, cap = alphapruning_ratios(a, p, sparsity, epsilon)
+        r, hit = alphapruning_ratios(a, p, sparsity, epsilon, cap)
         cols[f"ratio_{w}"] = r
-        capped[w] = t["layer"][cap].tolist()
+        capped[w] = t["layer"][hit].tolist()
     settings = dict(sparsity=float(sparsity), epsilon=float(epsilon), block_wise=bool(block_wise),
-                    block_size=None if block_size is None else int(block_size), blocks_only=bool(blocks_only))
+                    block_size=None if block_size is None else int(block_size), blocks_only=bool(blocks_only),
+                    cap=cap)
     return Allocation("alphapruning", pd.DataFrame({"layer": t["layer"], **cols}), settings, capped, missing,
                       left_out)
 

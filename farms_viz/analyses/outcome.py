@@ -18,25 +18,20 @@ modules: the app, the CLI and ``benchmarks/prune_experiment.py`` share the numbe
 
 from __future__ import annotations
 
-import ast
-import hashlib
-import json
-import os
-import tempfile
+import math
 import time
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
-from farms_viz.analyses.allocate import alphapruning
+from farms_viz.analyses.allocate import CAPS, alphapruning
+from farms_viz.analyses.calibrate import CALIBRATED
 from farms_viz.analyses.prune import METHODS, prune, sparsity_map
 from farms_viz.errors import FarmsError
-from farms_viz.io.cache import cache_root
+from farms_viz.io.results import cache_get, cache_put, model_id, row_key
 from farms_viz.pipeline.analyze import analyze
 from farms_viz.pipeline.schema import Progress
 from farms_viz.zoo import digits, tinylm
@@ -46,13 +41,19 @@ ALLOCATIONS = ("uniform", "raw", "farms")
 #: the prune() column of each allocation
 COLUMN = {"uniform": "uniform", "raw": "ratio_raw", "farms": "ratio_farms"}
 NAMES = {"uniform": "uniform", "raw": "AlphaPruning, raw α", "farms": "AlphaPruning, FARMS α"}
-COLUMNS = ("model", "seed", "method", "allocation", "sparsity", "achieved", "capped", "metric", "value", "dense",
-           "seconds")
+COLUMNS = ("model", "seed", "method", "allocation", "sparsity", "epsilon", "epsilon_rule", "mapping", "cap",
+           "achieved", "capped", "metric", "value", "tune_value", "dense", "seconds")
+#: The epsilon grid searched for each arm (seed, method, sparsity, raw / FARMS), as the releases
+#: search it per model, method, sparsity and alpha kind (their LLaMA choices lie in 0.1..0.3,
+#: LLM_Pruning/scripts/llm_pruning_main.txt); the value with the best TUNING measure is kept.
+EPSILONS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+#: How alphas map to layers: ``block`` (the mean alpha of each transformer block's matrices, both
+#: releases' default ``mapping_type='block_wise'``) or ``matrix`` (each matrix its own alpha).
+MAPPINGS = ("block", "matrix")
+#: epsilon when a model has no tuning data to search on (MiniLM's proxy) or one is given
+DEFAULT_EPSILON = 0.3
 #: what summarize() calls the spread: the sample standard deviation over seeds (ddof 1)
 SPREAD = "sd over seeds"
-#: files whose code decides a cached row's number (a change invalidates the rows)
-_CODE = ("analyses/prune.py", "zoo/evaluate.py", "zoo/tinylm.py", "zoo/digits.py", "zoo/minilm.py")
-VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -110,74 +111,6 @@ def family(model_name: str) -> Family:
     raise FarmsError(f"{name!r} is not a model farms-viz can prune and measure (those are {offered}).")
 
 
-# ------------------------------------------------------------------ cache
-
-def code_text(source: str) -> str:
-    """The code of a module without its comments and docstrings (``ast.dump``): what decides numbers."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree)
-
-
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """A hash of the pruning and evaluation code (docstrings and comments aside) and :data:`VERSION`."""
-    h = hashlib.sha256(VERSION.encode())
-    package = Path(__file__).resolve().parents[1]
-    for rel in _CODE:
-        h.update(rel.encode())
-        h.update(code_text((package / rel).read_text()).encode())
-    return h.hexdigest()[:16]
-
-
-def model_id(model: torch.nn.Module) -> str:
-    """A hash of every tensor of the model's state dict (names, shapes, dtypes, bytes)."""
-    h = hashlib.blake2b(digest_size=20)
-    for k, v in model.state_dict().items():
-        t = v.detach().cpu().contiguous()
-        h.update(f"{k}|{tuple(t.shape)}|{t.dtype}".encode())
-        if t.numel():
-            h.update(memoryview(t.view(-1).view(torch.uint8).numpy()))
-    return h.hexdigest()
-
-
-def row_key(mid: str, method: str, ratios: dict[str, float] | None, calibration: int | None) -> str:
-    """The cache key of one measure: model content, method, applied sparsities (None: dense), code."""
-    r = None if ratios is None else sorted((k, float(v).hex()) for k, v in ratios.items())
-    text = json.dumps([code_version(), mid, method, r, calibration])
-    return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
-
-
-def _path(key: str) -> Path:
-    return cache_root() / "outcome" / code_version() / key[:2] / f"{key}.json"
-
-
-def cache_get(key: str) -> dict | None:
-    """The cached record of ``key`` or None (a damaged entry is a miss)."""
-    try:
-        rec = json.loads(_path(key).read_text())
-        return rec if rec.get("key") == key else None
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def cache_put(key: str, record: dict) -> None:
-    """Write atomically; a cache that cannot be written is skipped."""
-    p = _path(key)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({**record, "key": key}, f)
-        os.replace(tmp, p)
-    except OSError:
-        pass
-
-
 # ------------------------------------------------------------------ measure
 
 def check_sparsities(sparsities) -> list[float]:
@@ -194,7 +127,8 @@ def check_sparsities(sparsities) -> list[float]:
     return list(dict.fromkeys(out))
 
 
-def _check(fam: Family, method: str, allocations, seeds, epsilon: float) -> tuple[list[str], list[int]]:
+def _check(fam: Family, method: str, allocations, seeds, epsilon, mapping: str, cap: str
+           ) -> tuple[list[str], list[int]]:
     if method not in METHODS:
         raise FarmsError(f"unknown pruning method {method!r}; use one of {', '.join(METHODS)}.")
     allocs = list(dict.fromkeys(allocations))
@@ -206,24 +140,71 @@ def _check(fam: Family, method: str, allocations, seeds, epsilon: float) -> tupl
         raise FarmsError(f"seeds must be whole numbers >= 0 (got {seeds!r}).")
     if fam.name == "minilm" and seeds != [0]:
         raise FarmsError("minilm is one checkpoint (not trained here), so it has only seed 0.")
-    if not (0 <= epsilon <= 1):
-        raise FarmsError(f"epsilon must be between 0 and 1 (got {epsilon}).")
+    if epsilon != "search" and not (isinstance(epsilon, (int, float)) and 0 <= epsilon <= 1):
+        raise FarmsError(f"epsilon must be 'search' or a number between 0 and 1 (got {epsilon!r}).")
+    if mapping not in MAPPINGS:
+        raise FarmsError(f"unknown mapping {mapping!r}; use one of {', '.join(MAPPINGS)}.")
+    if cap not in CAPS:
+        raise FarmsError(f"unknown cap rule {cap!r}; use one of {', '.join(CAPS)}.")
     return allocs, [int(s) for s in dict.fromkeys(seeds)]
 
 
+def parse_epsilon(text) -> float | str:
+    """``"search"`` or a number, from the command line's or a widget's text; one sentence otherwise."""
+    if text == "search":
+        return text
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise FarmsError(f"epsilon takes 'search' or a number such as 0.2 (got {text!r}).") from None
+
+
+class _Arm:
+    """Prunes and measures one model with cached rows: ``run(ratios, measure)``."""
+
+    def __init__(self, subject: zoo_eval.Trained, model: torch.nn.Module, mid: str, method: str, inputs,
+                 calib: int | None, cache: bool):
+        self.subject, self.model, self.mid, self.method = subject, model, mid, method
+        self.inputs, self.calib, self.cache = inputs, calib, cache
+
+    def run(self, ratios: dict[str, float], what: str) -> dict:
+        """``what`` = "heldout" (the reported measure) or "tune" (the epsilon search's)."""
+        key = row_key(self.mid, self.method if what == "heldout" else f"{self.method}|tune", ratios, self.calib)
+        rec = cache_get(key) if self.cache else None
+        if rec is None:
+            t0 = time.perf_counter()
+            pruned = prune(self.model, ratios, self.method, self.inputs)
+            score = self.subject.evaluate if what == "heldout" else self.subject.tune
+            rec = {"value": float(score(pruned.model)), "achieved": pruned.overall()[1],
+                   "seconds": time.perf_counter() - t0}
+            if self.cache:
+                cache_put(key, rec)
+        return rec
+
+
 def measure(model_name: str, method: str, sparsities, allocations=ALLOCATIONS, seeds=None,
-            epsilon: float = 0.3, progress: Progress | None = None, cache: bool = True) -> pd.DataFrame:
+            epsilon: float | str = "search", mapping: str = "block", cap: str = "redistribute",
+            progress: Progress | None = None, cache: bool = True) -> pd.DataFrame:
     """The tidy table of :data:`COLUMNS`: one row per seed, allocation and target sparsity.
+
+    The protocol of the FARMS / AlphaPruning releases by default: ``mapping`` ``block`` (block-wise
+    alphas; ``matrix``: per matrix), ``epsilon`` ``"search"``: each AlphaPruning arm (seed, method,
+    sparsity, raw or FARMS) tries every value of :data:`EPSILONS` and keeps the one with the best
+    measure on the model's TUNING data (``Trained.tune``: tinylm's training windows, digits' last
+    training images; the held-out measure is never looked at), reported in ``epsilon`` with
+    ``epsilon_rule``; a number fixes it (as does a model without tuning data: DEFAULT_EPSILON).
+    ``cap``: the rule for ratios above 1 (``allocate.CAPS``). Wanda and SparseGPT calibrate block by
+    block on the model's calibration inputs (``prune``).
 
     ``seeds``: the training seeds to measure (None: the family's, e.g. 0, 1, 2; a tiny LM seed
     not built yet trains first, about 3 CPU-minutes). ``progress(done, total, what)`` is called
     before each row and once at the end. ``seconds``: the time pruning and measuring that row
     took when it was computed (a cached row keeps its original time). ``achieved``: the
     parameter-weighted sparsity over the pruned layers, as counted in the pruned weights.
-    ``capped``: how many layers the allocation prunes entirely (sparsity above 1 capped at 1).
+    ``capped``: how many layers the cap rule changed.
     """
     fam = family(model_name)
-    allocs, seeds = _check(fam, method, allocations, seeds, float(epsilon))
+    allocs, seeds = _check(fam, method, allocations, seeds, epsilon, mapping, cap)
     targets = check_sparsities(sparsities)
     total, done, rows = len(seeds) * len(targets) * len(allocs), 0, []
     for seed in seeds:
@@ -233,27 +214,36 @@ def measure(model_name: str, method: str, sparsities, allocations=ALLOCATIONS, s
         dense_model = subject.load(None)
         mid = model_id(dense_model)
         dense = _dense(subject, dense_model, mid, cache)
-        calib = subject.default_calibration if method == "wanda" else None
-        inputs = subject.calibration(calib) if calib else None
+        calib = subject.default_calibration if method in CALIBRATED else None
+        arm = _Arm(subject, dense_model, mid, method, subject.calibration(calib) if calib else None, calib, cache)
         table = analyze(dense_model, preset=fam.preset, cache=cache).table
+        search = epsilon == "search" and subject.tune is not None
+        grid = EPSILONS if search else (DEFAULT_EPSILON if epsilon == "search" else float(epsilon),)
+        rule = "searched on tuning data" if search else "fixed"
+
+        def allocation(s: float, e: float):
+            return alphapruning(table, s, e, block_wise=mapping == "block", blocks_only=fam.blocks_only, cap=cap)
+
         for s in targets:
-            alloc = alphapruning(table, s, float(epsilon), blocks_only=fam.blocks_only)
             for a in allocs:
                 if progress:
-                    progress(done, total, f"seed {seed}, {NAMES[a]}, sparsity {s:g}")
-                ratios = sparsity_map(alloc, COLUMN[a])
-                key = row_key(mid, method, ratios, calib)
-                rec = cache_get(key) if cache else None
-                if rec is None:
-                    t0 = time.perf_counter()
-                    pruned = prune(dense_model, ratios, method, inputs)
-                    value = float(subject.evaluate(pruned.model))
-                    rec = {"value": value, "achieved": pruned.overall()[1], "seconds": time.perf_counter() - t0}
-                    if cache:
-                        cache_put(key, rec)
+                    progress(done, total, f"seed {seed}, {NAMES[a]}, sparsity {s:g}"
+                             + (f" (searching epsilon over {len(grid)} values)" if a != "uniform" and search else ""))
+                if a == "uniform":
+                    chosen, alloc, tuned = math.nan, allocation(s, grid[0]), math.nan
+                else:
+                    tries = []
+                    for e in grid:
+                        al = allocation(s, e)
+                        tv = arm.run(sparsity_map(al, COLUMN[a]), "tune")["value"] if search else math.nan
+                        tries.append((tv, e, al))
+                    best = max if subject.higher_is_better else min
+                    tuned, chosen, alloc = best(tries, key=lambda t: t[0]) if search else tries[0]
+                rec = arm.run(sparsity_map(alloc, COLUMN[a]), "heldout")
                 rows.append({"model": fam.name, "seed": seed, "method": method, "allocation": a, "sparsity": s,
-                             "achieved": rec["achieved"], "capped": len(alloc.capped.get(a, [])),
-                             "metric": subject.metric, "value": rec["value"],
+                             "epsilon": chosen, "epsilon_rule": "" if a == "uniform" else rule, "mapping": mapping,
+                             "cap": cap, "achieved": rec["achieved"], "capped": len(alloc.capped.get(a, [])),
+                             "metric": subject.metric, "value": rec["value"], "tune_value": tuned,
                              "dense": dense, "seconds": rec["seconds"]})
                 done += 1
     if progress:
@@ -276,11 +266,12 @@ def _dense(subject: zoo_eval.Trained, model: torch.nn.Module, mid: str, cache: b
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Per (model, method, allocation, sparsity): ``n`` seeds, ``mean``, ``sd`` (sample standard
     deviation, ddof 1; NaN for one seed), ``min``, ``max`` of the measure, the dense ``dense_mean``
-    and ``dense_sd``, the mean ``achieved`` sparsity and the total ``seconds``."""
+    and ``dense_sd``, the mean ``achieved`` sparsity, the total ``seconds`` and the chosen
+    ``epsilon`` (one value when every seed chose it, else "0.1/0.2/0.1"; empty for uniform)."""
     keys = ["model", "method", "metric", "allocation", "sparsity"]
     if table.empty:
         return pd.DataFrame(columns=[*keys, "n", "mean", "sd", "min", "max", "dense_mean", "dense_sd", "achieved",
-                                     "seconds"])
+                                     "seconds", "epsilon"])
     g = table.groupby(keys, sort=False)
     out = g["value"].agg(n="count", mean="mean", sd=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan,
                          min="min", max="max")
@@ -288,11 +279,20 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     out["dense_sd"] = g["dense"].agg(lambda v: v.std(ddof=1) if len(v) > 1 else np.nan)
     out["achieved"] = g["achieved"].mean()
     out["seconds"] = g["seconds"].sum()
+    out["epsilon"] = g["epsilon"].agg(_epsilons)
     out = out.reset_index()
     order = {a: i for i, a in enumerate(ALLOCATIONS)}
     out["_a"] = out["allocation"].map(order)
     return out.sort_values(["model", "method", "sparsity", "_a"], kind="stable").drop(columns="_a") \
         .reset_index(drop=True)
+
+
+def _epsilons(v: pd.Series) -> str:
+    """The chosen epsilons of a cell's seeds: one value when they agree, else "0.1/0.2/0.1" in seed order."""
+    v = v.dropna()
+    if v.empty:
+        return ""
+    return f"{v.iloc[0]:g}" if (v == v.iloc[0]).all() else "/".join(f"{x:g}" for x in v)
 
 
 def _cell(mean: float, sd: float, digits_: int) -> str:
@@ -310,7 +310,8 @@ def format_summary(summary: pd.DataFrame, markdown: bool = False, digits_: int =
         head = (f"{model}, {method}: {metric}, mean ± {SPREAD} (n = {n})" if n > 1
                 else f"{model}, {method}: {metric} (one seed)") + f"; dense {dense}"
         allocs = [a for a in ALLOCATIONS if a in set(g["allocation"])]
-        cells = {(r.sparsity, r.allocation): _cell(r.mean, r.sd, digits_) for r in g.itertuples()}
+        cells = {(r.sparsity, r.allocation): _cell(r.mean, r.sd, digits_) + (f" (ε {r.epsilon})" if r.epsilon else "")
+                 for r in g.itertuples()}
         sparsities = list(dict.fromkeys(g["sparsity"]))
         header = ["sparsity", *[NAMES[a] for a in allocs]]
         body = [[f"{s:g}", *[cells.get((s, a), "") for a in allocs]] for s in sparsities]

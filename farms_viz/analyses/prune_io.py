@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from farms_viz.analyses.calibrate import CALIBRATED, LABELS
 from farms_viz.analyses.prune import Pruned, prune
 from farms_viz.errors import FarmsError
 from farms_viz.zoo import evaluate as zoo_eval
@@ -63,8 +64,8 @@ def run(source: str, allocation: str | None, column: str | None, method: str = "
         sparsity: float | None = None, calibration: int | None = None, evaluate: bool = False) -> Outcome:
     """Prune ``source`` by the allocation file's ``column`` (or uniformly to ``sparsity``).
 
-    A model farms-viz trains (``tinylm*``, ``digits-*``) is pruned as a module, so Wanda can run
-    it on ``calibration`` samples of its training data and ``evaluate`` can measure it; any other
+    A model farms-viz trains (``tinylm*``, ``digits-*``) is pruned as a module, so Wanda
+    and SparseGPT can run it on ``calibration`` samples of its training data and ``evaluate`` can measure it; any other
     source is pruned tensor by tensor (magnitude only).
     """
     if (allocation is None) == (sparsity is None):
@@ -76,15 +77,15 @@ def run(source: str, allocation: str | None, column: str | None, method: str = "
     if model is None:
         if evaluate:
             zoo_eval.require(source)
-        if method == "wanda":
-            raise FarmsError(f"Wanda runs the model to read its layers' inputs; {source!r} is not a model "
+        if method in CALIBRATED:
+            raise FarmsError(f"{LABELS[method]} runs the model to read its layers' inputs; {source!r} is not a model "
                              "farms-viz can run (tinylm*, digits-*). Use --method magnitude, or the Python API "
                              "with your nn.Module.")
         return Outcome(prune(source, sparsities, method, column=column if allocation else None))
     if calibration is not None and calibration < 1:
         raise FarmsError(f"--calibration must be a positive number of samples (got {calibration}).")
     dense = model.load(None)
-    inputs = model.calibration(calibration or model.default_calibration) if method == "wanda" else None
+    inputs = model.calibration(calibration or model.default_calibration) if method in CALIBRATED else None
     pruned = prune(dense, sparsities, method, inputs, column=column if allocation else None)
     if not evaluate:
         return Outcome(pruned)

@@ -32,7 +32,7 @@ DEFAULT_LEVELS = [0.5, 0.6, 0.7, 0.8]
 SERVED_LEVELS = 4
 EXAMPLE = {"am_model": "tinylm", "am_method": "wanda", "am_levels": DEFAULT_LEVELS}
 MAX_RESULTS = 8
-METHOD_NAMES = {"magnitude": "magnitude |W|", "wanda": "Wanda |W|·‖X‖"}
+METHOD_NAMES = {"magnitude": "magnitude |W|", "wanda": "Wanda |W|·‖X‖", "sparsegpt": "SparseGPT (OBS)"}
 
 
 @st.cache_resource(show_spinner=False)

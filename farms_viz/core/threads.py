@@ -7,7 +7,7 @@ analysis had set 1 saves 1 and "restores" it, leaving every later thread of the 
 the process-wide default is saved by the first block to open and given back by the last to close;
 each thread's own count is given back to what that thread had.
 
-numpy's BLAS (OpenBLAS, which computes the Gram products on CPU: see ``spectra.NUMPY_GRAM``) has one
+numpy's BLAS (OpenBLAS, which computes the Gram products on CPU: see ``gram.NUMPY_GRAM``) has one
 process-wide count and no per-thread one: it is set to ``n`` by the first block to open and given
 back by the last to close. Otherwise each layer thread's BLAS call would start two more threads on a
 2-core machine, whose spinning slowed the layer pool by 25% (2 x 2048 x 2048, windows 512).

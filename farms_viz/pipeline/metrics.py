@@ -21,7 +21,7 @@ Memory, for a layer of k slices of r x c float32 entries (L = 4 k r c bytes), on
 itself: the randomized pass holds one shuffled copy at a time (L; WW's five shuffles of a layer with
 fewer than 100 eigenvalues one after another; none for the last when the source read the layer fresh,
 see ``owned``), and nothing else per entry: no permutation array, no float64 copy (Gram matrices are
-accumulated from float64 chunks of 32 MiB, spectra.GRAM_CHUNK_BYTES; FARMS windows are stacked in
+accumulated from float64 chunks of 32 MiB, gram.GRAM_CHUNK_BYTES; FARMS windows are stacked in
 chunks of 256 MiB). So the peak of a layer is about 2 L + its Gram matrices (8 k s^2 bytes, s the
 short side, twice while eigvalsh copies them) + one window chunk: measured in
 benchmarks/bench_one_pass.py.

@@ -193,6 +193,21 @@ def evaluate(model: nn.Module) -> float:
         model.train(was)
 
 
+#: images at the end of the training split that the epsilon search measures pruned models on
+TUNE_IMAGES = 300
+
+
+def tune_accuracy(model: nn.Module) -> float:
+    """Accuracy on the last TUNE_IMAGES training images: the tuning measure (the test images stay unseen)."""
+    xtr, ytr, _, _ = _data()
+    was = model.training
+    model.eval()
+    try:
+        return _accuracy(model, xtr[-TUNE_IMAGES:], ytr[-TUNE_IMAGES:])
+    finally:
+        model.train(was)
+
+
 def load(arch: str, epoch: int, weights: dict | None = None, seed: int = SEED) -> nn.Module:
     """The checkpoint as a module (built on first use); ``weights`` (name -> tensor) replace its own."""
     from safetensors.torch import load_file

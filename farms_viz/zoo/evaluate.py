@@ -25,12 +25,16 @@ _DIGITS = re.compile(r"digits-(\w+)@(\d+)")
 #: calibration samples when none are asked for: 32 windows of 128 bytes (4,096 tokens) for the
 #: tiny LM, 128 images for digits (Wanda's release: 128 sequences of 2,048 tokens for LLaMA)
 CALIBRATION = {"tinylm": 32, "digits": 128}
+#: the tiny LM's tuning measure: perplexity on this many fixed windows of its TRAINING split
+TUNE_WINDOWS = 64
 
 
 @dataclass(frozen=True)
 class Trained:
     """One trained zoo model: ``load(weights)`` a fresh module (``weights`` replace its own),
-    ``evaluate(module)`` its measure, ``calibration(n)`` n inputs for Wanda."""
+    ``evaluate(module)`` its measure on held-out data, ``calibration(n)`` n inputs for Wanda and
+    SparseGPT, ``tune(module)`` the same measure on tuning data (never the held-out part: what the
+    epsilon search of ``outcome.measure`` chooses by)."""
 
     name: str
     metric: str
@@ -39,6 +43,7 @@ class Trained:
     evaluate: Callable[[nn.Module], float]
     calibration: Callable[[int], torch.Tensor]
     default_calibration: int
+    tune: Callable[[nn.Module], float] | None = None
 
 
 def trained(name: str) -> Trained | None:
@@ -59,7 +64,8 @@ def tinylm_model(variant: str = "full", seed: int = 0, name: str | None = None) 
                    lambda w=None: tinylm.load(variant, seed, w),
                    lambda m: tinylm.perplexity(m, "heldout"),
                    lambda n: tinylm.calibration(tinylm.config(variant), n),
-                   CALIBRATION["tinylm"])
+                   CALIBRATION["tinylm"],
+                   lambda m: tinylm.perplexity(m, "train", TUNE_WINDOWS))
 
 
 def digits_model(arch: str, epoch: int, seed: int = digits.SEED) -> Trained:
@@ -69,7 +75,8 @@ def digits_model(arch: str, epoch: int, seed: int = digits.SEED) -> Trained:
                    lambda w=None: digits.load(arch, epoch, w, seed),
                    digits.evaluate,
                    lambda n: digits.data()[0][:n],
-                   CALIBRATION["digits"])
+                   CALIBRATION["digits"],
+                   digits.tune_accuracy)
 
 
 def minilm_proxy() -> Trained:

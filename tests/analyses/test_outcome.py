@@ -9,6 +9,7 @@ import torch
 
 from farms_viz import FarmsError, alphapruning, analyze, prune
 from farms_viz.analyses import outcome
+from farms_viz.io import results
 from farms_viz.zoo import digits, tinylm
 
 
@@ -28,7 +29,8 @@ def private_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_table():
-    return outcome.measure("tinylm-small", "magnitude", [0.5, 0.7], seeds=(0, 1))
+    """With a fixed epsilon and per-matrix alphas: rows that a direct computation (below) can repeat."""
+    return outcome.measure("tinylm-small", "magnitude", [0.5, 0.7], seeds=(0, 1), epsilon=0.3, mapping="matrix")
 
 
 def _direct(model, preset, blocks_only, sparsity, column, method="magnitude", calibration=None):
@@ -85,21 +87,23 @@ def test_rows_come_from_the_disk_cache_keyed_by_what_decides_them(small_table, m
         raise AssertionError("pruned again")
 
     monkeypatch.setattr(outcome, "prune", no_prune)
-    again = outcome.measure("tinylm-small", "magnitude", [0.7, 0.5], seeds=(1, 0))
+    again = outcome.measure("tinylm-small", "magnitude", [0.7, 0.5], seeds=(1, 0), epsilon=0.3, mapping="matrix")
     key = ["seed", "sparsity", "allocation"]
     assert again.sort_values(key)[["value", "seconds"]].to_numpy().tolist() == \
         small_table.sort_values(key)[["value", "seconds"]].to_numpy().tolist()
     # another epsilon moves the AlphaPruning sparsities (new keys) but not the uniform ones (cached)
     with pytest.raises(AssertionError, match="pruned again"):
-        outcome.measure("tinylm-small", "magnitude", [0.5], seeds=(0,), allocations=("raw",), epsilon=0.2)
+        outcome.measure("tinylm-small", "magnitude", [0.5], seeds=(0,), allocations=("raw",), epsilon=0.2,
+                        mapping="matrix")
     assert len(outcome.measure("tinylm-small", "magnitude", [0.5], seeds=(0,), allocations=("uniform",),
-                               epsilon=0.2)) == 1
+                               epsilon=0.2, mapping="matrix")) == 1
     with pytest.raises(AssertionError, match="pruned again"):  # cache=False always computes
         outcome.measure("tinylm-small", "magnitude", [0.5], seeds=(0,), allocations=("uniform",), cache=False)
 
 
 def test_digits_wanda_rows_equal_a_direct_computation():
-    t = outcome.measure("digits-cnn", "wanda", [0.6], seeds=(0,), allocations=("uniform", "farms"))
+    t = outcome.measure("digits-cnn", "wanda", [0.6], seeds=(0,), allocations=("uniform", "farms"), epsilon=0.3,
+                        mapping="matrix")
     assert len(t) == 2 and set(t["metric"]) == {"test accuracy"}
     model = digits.load("cnn", 30)
     calib = digits.data()[0][:128]
@@ -107,6 +111,48 @@ def test_digits_wanda_rows_equal_a_direct_computation():
         pruned = _direct(model, "cnn", False, 0.6, outcome.COLUMN[r.allocation], "wanda", calib)
         assert r.value == digits.evaluate(pruned.model)
     assert t["dense"].iloc[0] == digits.evaluate(model) == pytest.approx(0.9933, abs=1e-4)
+
+
+def test_epsilon_search_picks_the_best_tuning_value_and_never_reads_the_heldout_part(monkeypatch):
+    """The release protocol (block-wise, epsilon searched per arm): for each arm, every epsilon of the
+    grid is tried on the TUNING measure, the best one is kept and only it is measured held out."""
+    calls = {"tune": 0, "heldout": 0}
+    real = outcome.zoo_eval.tinylm_model
+
+    def counted(*a, **k):
+        t = real(*a, **k)
+
+        def ev(m, f=t.evaluate):
+            calls["heldout"] += 1
+            return f(m)
+
+        def tu(m, f=t.tune):
+            calls["tune"] += 1
+            return f(m)
+        return outcome.zoo_eval.Trained(t.name, t.metric, t.higher_is_better, t.load, ev, t.calibration,
+                                        t.default_calibration, tu)
+
+    monkeypatch.setattr(outcome.zoo_eval, "tinylm_model", counted)
+    monkeypatch.setitem(outcome.FAMILIES, "tinylm-small", outcome.Family(
+        "tinylm-small", (0,), "llm", True, lambda s: counted("small", s), "test"))
+    t = outcome.measure("tinylm-small", "magnitude", [0.7], seeds=(0,), allocations=("raw", "farms"), cache=False)
+    grid = outcome.EPSILONS
+    assert calls == {"tune": 2 * len(grid), "heldout": 2 + 1}  # + the dense model
+    model = tinylm.load("small", 0)
+    table = analyze(model, preset="llm", cache=False).table
+    for r in t.itertuples():
+        tuned = {}
+        for e in grid:
+            alloc = alphapruning(table, 0.7, e, block_wise=True, blocks_only=True)
+            tuned[e] = tinylm.perplexity(prune(model, alloc, column=outcome.COLUMN[r.allocation]).model, "train",
+                                         outcome.zoo_eval.TUNE_WINDOWS)
+        best = min(tuned, key=tuned.get)
+        assert r.epsilon == best and r.epsilon_rule == "searched on tuning data" and r.mapping == "block"
+        assert r.tune_value == pytest.approx(tuned[best], rel=1e-12)
+        alloc = alphapruning(table, 0.7, best, block_wise=True, blocks_only=True)
+        held = tinylm.perplexity(prune(model, alloc, column=outcome.COLUMN[r.allocation]).model, "heldout")
+        assert r.value == pytest.approx(held, rel=1e-12)
+    assert "(ε " in outcome.format_summary(outcome.summarize(t))
 
 
 def test_progress_counts_every_row():
@@ -117,7 +163,10 @@ def test_progress_counts_every_row():
 
 @pytest.mark.parametrize("kwargs,words", [
     (dict(model_name="minilm-init", method="magnitude", sparsities=[0.5]), "not a model farms-viz can prune"),
-    (dict(model_name="tinylm-small", method="sparsegpt", sparsities=[0.5]), "unknown pruning method"),
+    (dict(model_name="tinylm-small", method="obs", sparsities=[0.5]), "unknown pruning method"),
+    (dict(model_name="tinylm-small", method="magnitude", sparsities=[0.5], epsilon="best"), "'search' or a number"),
+    (dict(model_name="tinylm-small", method="magnitude", sparsities=[0.5], mapping="row"), "unknown mapping"),
+    (dict(model_name="tinylm-small", method="magnitude", sparsities=[0.5], cap="clip"), "unknown cap rule"),
     (dict(model_name="tinylm-small", method="magnitude", sparsities=[1.0]), "between 0 and 1"),
     (dict(model_name="tinylm-small", method="magnitude", sparsities=[]), "at least one"),
     (dict(model_name="tinylm-small", method="magnitude", sparsities="abc"), "must be numbers"),
@@ -139,9 +188,9 @@ def test_zoo_names_map_to_their_family():
 
 
 def test_code_version_ignores_docstrings_and_comments_but_not_code():
-    a = outcome.code_text('"""doc"""\ndef f(x):\n    """what"""\n    return x + 1  # one\n')
-    assert a == outcome.code_text("def f(x):\n    return x + 1\n")
-    assert a != outcome.code_text("def f(x):\n    return x + 2\n")
+    a = results.code_text('"""doc"""\ndef f(x):\n    """what"""\n    return x + 1  # one\n')
+    assert a == results.code_text("def f(x):\n    return x + 1\n")
+    assert a != results.code_text("def f(x):\n    return x + 2\n")
 
 
 def test_cli_measure_prints_the_summary_and_writes_every_run(small_table, tmp_path, capsys):
@@ -149,7 +198,7 @@ def test_cli_measure_prints_the_summary_and_writes_every_run(small_table, tmp_pa
 
     out = tmp_path / "runs.csv"
     assert main(["measure", "tinylm-small", "--sparsities", "0.5,0.7", "--seeds", "0,1", "--quiet",
-                 "--out", str(out)]) == 0
+                 "--epsilon", "0.3", "--mapping", "matrix", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert outcome.format_summary(outcome.summarize(small_table)) in text
     assert "12 runs;" in text and f"wrote {out}" in text

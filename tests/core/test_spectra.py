@@ -211,15 +211,15 @@ def test_torch_threads_restores_the_count_even_on_error():
 def test_float64_gram_from_chunks_equals_the_whole_product(monkeypatch, shape):
     """The wider Gram is summed over converted row chunks and, on CPU, column blocks of a scratch
     buffer: every chunk and block boundary must be covered exactly once, in both numpy and torch."""
-    from farms_viz.core import spectra
+    from farms_viz.core import gram
 
-    monkeypatch.setattr(spectra, "GRAM_CHUNK_BYTES", 2**20)  # many chunks and blocks
+    monkeypatch.setattr(gram, "GRAM_CHUNK_BYTES", 2**20)  # many chunks and blocks
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
     y = x.double() if shape[1] >= shape[2] else x.double().mT
     want = y.mT @ y
     for use_numpy in (True, False):
-        monkeypatch.setattr(spectra, "NUMPY_GRAM", use_numpy)
-        got = spectra._gram(x, torch.float64)
+        monkeypatch.setattr(gram, "NUMPY_GRAM", use_numpy)
+        got = gram.gram(x, torch.float64)
         assert got.dtype == torch.float64 and got.shape == want.shape
         assert float((got - want).abs().max() / want.abs().max()) < 1e-13
 

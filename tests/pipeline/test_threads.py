@@ -93,7 +93,7 @@ def test_overlapping_analyses_leave_the_default_for_new_threads(two_threads):
 
 
 def test_numpy_blas_is_one_thread_inside_a_block_and_restored_after(two_threads):
-    """The layer pool's threads call numpy's BLAS (spectra.NUMPY_GRAM): inside torch_threads(1) it runs
+    """The layer pool's threads call numpy's BLAS (gram.NUMPY_GRAM): inside torch_threads(1) it runs
     one thread per call, outside it has the count the caller set."""
     import numpy  # noqa: F401  (its BLAS must be loaded for threadpoolctl to see it)
 
