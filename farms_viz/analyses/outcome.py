@@ -91,6 +91,9 @@ FAMILIES = {
     "minilm": Family("minilm", (0,), "llm", True, lambda s: zoo_eval.minilm_proxy(),
                      "all-MiniLM-L6-v2 (one checkpoint); mean cosine of its sentence embeddings to the "
                      "dense model's, a proxy"),
+    "smollm2-135m": Family("smollm2-135m", (0,), "llm", True, lambda s: zoo_eval.smollm2_model(),
+                           "SmolLM2-135M-Instruct (real trained weights stored at 4 bits, Q4_1); held-out "
+                           "perplexity on Brown Corpus documents (lower is better)"),
     # the test variant of the tiny LM (seconds to build), not offered in the app
     "tinylm-small": Family("tinylm-small", (0, 1), "llm", True, lambda s: zoo_eval.tinylm_model("small", s),
                            "the tiny LM's small test variant; held-out perplexity"),
@@ -138,8 +141,8 @@ def _check(fam: Family, method: str, allocations, seeds, epsilon, mapping: str, 
     seeds = list(fam.seeds if seeds is None else seeds)
     if not seeds or any(not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 0 for s in seeds):
         raise FarmsError(f"seeds must be whole numbers >= 0 (got {seeds!r}).")
-    if fam.name == "minilm" and seeds != [0]:
-        raise FarmsError("minilm is one checkpoint (not trained here), so it has only seed 0.")
+    if fam.seeds == (0,) and seeds != [0]:
+        raise FarmsError(f"{fam.name} is one checkpoint (not trained here), so it has only seed 0.")
     if epsilon != "search" and not (isinstance(epsilon, (int, float)) and 0 <= epsilon <= 1):
         raise FarmsError(f"epsilon must be 'search' or a number between 0 and 1 (got {epsilon!r}).")
     if mapping not in MAPPINGS:

@@ -21,7 +21,7 @@ from farms_viz.io.cache import cache_root
 
 #: files whose code decides a cached row's number (a change invalidates the rows)
 _CODE = ("analyses/prune.py", "analyses/masks.py", "analyses/calibrate.py", "analyses/sparsegpt.py",
-         "zoo/evaluate.py", "zoo/tinylm.py", "zoo/digits.py", "zoo/minilm.py")
+         "zoo/evaluate.py", "zoo/causal_lm.py", "zoo/text.py", "zoo/smollm2.py", "zoo/tinylm.py", "zoo/digits.py", "zoo/minilm.py")
 VERSION = "1"
 
 

