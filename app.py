@@ -137,10 +137,14 @@ def home() -> None:
         st.info("This source carries published metrics only (no weights): the model overview works, "
                 "the layer browser has no spectra to show.")
 
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     c1.page_link(app.OVERVIEW, label="Model overview: α per layer, bias plot, diagnosis table", icon=":material/bar_chart:")
     c2.page_link(app.BROWSER, label="Layer browser: the layer FARMS moves most",
                  icon=":material/biotech:", disabled=report.metrics_only)
+    c3.page_link(app.ALLOCATIONS, label="Allocations → Apply and measure: prune a real LM by raw vs FARMS α",
+                 icon=":material/content_cut:",
+                 help="AlphaPruning from raw and from FARMS alphas on SmolLM2-135M or the tiny LM, pruned with "
+                      "magnitude, Wanda or SparseGPT, and the held-out perplexity that follows.")
 
     summary = report.summary()
     if len(summary):

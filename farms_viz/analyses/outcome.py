@@ -162,18 +162,28 @@ def parse_epsilon(text) -> float | str:
         raise FarmsError(f"epsilon takes 'search' or a number such as 0.2 (got {text!r}).") from None
 
 
+class NotMeasured(FarmsError):
+    """A row asked for with ``cache_only`` that has not been measured yet."""
+
+    def __init__(self, model: str):
+        super().__init__(f"this {model} run has not been measured on this server yet, and it is too slow to run "
+                         "here; ask who runs the server to measure it (farms-viz measure, the command below).")
+
+
 class _Arm:
     """Prunes and measures one model with cached rows: ``run(ratios, measure)``."""
 
     def __init__(self, subject: zoo_eval.Trained, model: torch.nn.Module, mid: str, method: str, inputs,
-                 calib: int | None, cache: bool):
+                 calib: int | None, cache: bool, cache_only: bool = False):
         self.subject, self.model, self.mid, self.method = subject, model, mid, method
-        self.inputs, self.calib, self.cache = inputs, calib, cache
+        self.inputs, self.calib, self.cache, self.cache_only = inputs, calib, cache, cache_only
 
     def run(self, ratios: dict[str, float], what: str) -> dict:
         """``what`` = "heldout" (the reported measure) or "tune" (the epsilon search's)."""
         key = row_key(self.mid, self.method if what == "heldout" else f"{self.method}|tune", ratios, self.calib)
         rec = cache_get(key) if self.cache else None
+        if rec is None and self.cache_only:
+            raise NotMeasured(self.subject.name)
         if rec is None:
             t0 = time.perf_counter()
             pruned = prune(self.model, ratios, self.method, self.inputs)
@@ -187,7 +197,7 @@ class _Arm:
 
 def measure(model_name: str, method: str, sparsities, allocations=ALLOCATIONS, seeds=None,
             epsilon: float | str = "search", mapping: str = "block", cap: str = "redistribute",
-            progress: Progress | None = None, cache: bool = True) -> pd.DataFrame:
+            progress: Progress | None = None, cache: bool = True, cache_only: bool = False) -> pd.DataFrame:
     """The tidy table of :data:`COLUMNS`: one row per seed, allocation and target sparsity.
 
     The protocol of the FARMS / AlphaPruning releases by default: ``mapping`` ``block`` (block-wise
@@ -204,7 +214,9 @@ def measure(model_name: str, method: str, sparsities, allocations=ALLOCATIONS, s
     before each row and once at the end. ``seconds``: the time pruning and measuring that row
     took when it was computed (a cached row keeps its original time). ``achieved``: the
     parameter-weighted sparsity over the pruned layers, as counted in the pruned weights.
-    ``capped``: how many layers the cap rule changed.
+    ``capped``: how many layers the cap rule changed. ``cache_only``: every row must come from the
+    cache (:class:`NotMeasured` otherwise): what a shared server offers for models too slow to prune
+    there (SmolLM2).
     """
     fam = family(model_name)
     allocs, seeds = _check(fam, method, allocations, seeds, epsilon, mapping, cap)
@@ -216,9 +228,10 @@ def measure(model_name: str, method: str, sparsities, allocations=ALLOCATIONS, s
             progress(done, total, f"seed {seed}: loading and analysing {subject.name}")
         dense_model = subject.load(None)
         mid = model_id(dense_model)
-        dense = _dense(subject, dense_model, mid, cache)
+        dense = _dense(subject, dense_model, mid, cache, cache_only)
         calib = subject.default_calibration if method in CALIBRATED else None
-        arm = _Arm(subject, dense_model, mid, method, subject.calibration(calib) if calib else None, calib, cache)
+        arm = _Arm(subject, dense_model, mid, method, subject.calibration(calib) if calib else None, calib, cache,
+                   cache_only)
         table = analyze(dense_model, preset=fam.preset, cache=cache).table
         search = epsilon == "search" and subject.tune is not None
         grid = EPSILONS if search else (DEFAULT_EPSILON if epsilon == "search" else float(epsilon),)
@@ -254,9 +267,12 @@ def measure(model_name: str, method: str, sparsities, allocations=ALLOCATIONS, s
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def _dense(subject: zoo_eval.Trained, model: torch.nn.Module, mid: str, cache: bool) -> float:
+def _dense(subject: zoo_eval.Trained, model: torch.nn.Module, mid: str, cache: bool, cache_only: bool = False
+           ) -> float:
     key = row_key(mid, "dense", None, None)
     rec = cache_get(key) if cache else None
+    if rec is None and cache_only:
+        raise NotMeasured(subject.name)
     if rec is None:
         rec = {"value": float(subject.evaluate(model))}
         if cache:

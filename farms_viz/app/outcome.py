@@ -4,8 +4,8 @@ AlphaPruning-raw and AlphaPruning-FARMS sparsities, measure it, and show the out
 The measure is :func:`farms_viz.analyses.outcome.measure` (rows cached on disk, shared with the CLI
 and ``benchmarks/prune_experiment.py``), run in a slot of the server's job budget
 (:func:`farms_viz.app.state.memo`) with a progress bar, and kept in memory per request.
-Session state: ``am_model``, ``am_method``, ``am_levels``, ``am_seeds`` (the widgets) and
-``am_request`` (the last request run).
+Session state: ``am_model``, ``am_method``, ``am_levels``, ``am_seeds``, ``am_eps`` (the widgets)
+and ``am_request`` (the last request run).
 """
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ from farms_viz.figures import outcome as fo
 from farms_viz.io.tables import to_csv
 
 #: the models offered: those farms-viz can prune and measure (outcome.FAMILIES less the test variant)
-MODELS = ("tinylm", "digits-cnn", "digits-mlp", "minilm")
+MODELS = ("tinylm", "smollm2-135m", "digits-cnn", "digits-mlp", "minilm")
+#: models too slow to prune on a shared 2-core server (SmolLM2: a minute or more a row): served
+#: mode shows only what has been measured there before (``outcome.measure(cache_only=True)``)
+CACHED_ONLY = ("smollm2-135m",)
+#: the epsilon choices: searched per arm as the releases, or the page's fixed value
+EPSILON_MODES = {"search": "searched per arm (the releases' protocol)", "fixed": "fixed (this page's ε)"}
 LEVELS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEFAULT_LEVELS = [0.5, 0.6, 0.7, 0.8]
 #: served mode: at most this many sparsity levels per run (a tiny LM row takes 3-5 s on 2 cores)
@@ -74,7 +79,8 @@ def _request() -> tuple:
 
 
 def _run(epsilon: float) -> None:
-    st.session_state["am_request"] = (*_request(), float(epsilon))
+    s = st.session_state
+    s["am_request"] = (*_request(), "search" if s.get("am_eps", "search") == "search" else float(epsilon))
 
 
 def _example(epsilon: float) -> None:
@@ -93,7 +99,8 @@ def _measure(request: tuple):
                      text=f"{model}, {method}: {what} ({done} of {total} measured)" if what else "Done.")
 
     try:
-        return outcome.measure(model, method, levels, seeds=seeds, epsilon=epsilon, progress=progress)
+        return outcome.measure(model, method, levels, seeds=seeds, epsilon=epsilon, progress=progress,
+                               cache_only=serving.served() and model in CACHED_ONLY)
     finally:
         bar.empty()
 
@@ -105,18 +112,23 @@ def apply_and_measure(spec=None, epsilon: float = 0.3) -> None:
     s.setdefault("am_model", _default_model(spec))
     s.setdefault("am_method", "wanda")
     s.setdefault("am_levels", list(DEFAULT_LEVELS))
+    s.setdefault("am_eps", "search")
     served = serving.served()
     st.subheader("Apply and measure")
     st.caption("Prune a model farms-viz can evaluate with each allocation — uniform S, AlphaPruning from raw α, "
-               f"AlphaPruning from FARMS α (ε = {epsilon:g}; transformers: only the layers inside blocks) — and "
-               "measure it: held-out perplexity (tinylm, lower is better), test accuracy (digits), or MiniLM's "
-               "agreement with its dense self (mean cosine of sentence embeddings: a proxy, not a task score). "
-               "Each model is analysed with the paper's preset (llm for tinylm and MiniLM, cnn for the digits "
-               "nets), not with the sidebar's settings.")
+               "AlphaPruning from FARMS α (block-wise α; transformers: only the layers inside blocks) — and "
+               "measure it: held-out perplexity (tinylm; SmolLM2-135M on Brown Corpus documents; lower is "
+               "better), test accuracy (digits), or MiniLM's agreement with its dense self (a proxy). ε is "
+               "searched per arm on tuning data, never on the held-out part, as the releases search it; the "
+               "chart labels each point with the ε chosen. Each model is analysed with the paper's preset "
+               "(llm, cnn), not with the sidebar's settings. SmolLM2's weights are stored at 4 bits (Q4_1).")
     with st.container(border=True):
         c = st.columns([2, 2, 4, 1], vertical_alignment="bottom")
         model = persisted(c[0].selectbox, "Model", "am_model", options=list(MODELS),
-                          help="tinylm: the tiny LLaMA-shaped LM (3 training seeds); digits-*: after 30 epochs "
+                          help="tinylm: the tiny LLaMA-shaped LM (3 training seeds); smollm2-135m: a real "
+                               "pretrained LM (one checkpoint, 4-bit weights"
+                               + ("; on this shared server only runs measured before" if served else
+                                  "; a minute or more a row on 2 cores") + "); digits-*: after 30 epochs "
                                "(3 seeds); minilm: one checkpoint.")
         persisted(c[1].radio, "Pruning", "am_method", options=list(METHODS), format_func=METHOD_NAMES.get,
                   horizontal=True, help="Wanda's activations come from the model's own training data "
@@ -130,6 +142,11 @@ def apply_and_measure(spec=None, epsilon: float = 0.3) -> None:
         persisted(c[3].number_input, "Seeds", "am_seeds", min_value=1, max_value=top, step=1,
                   help=f"Training seeds to average over (at most {top} for {model}"
                        + ("; on this shared server only seeds already trained)." if served else ")."))
+        persisted(st.radio, "ε (AlphaPruning's spread)", "am_eps", options=list(EPSILON_MODES),
+                  format_func=lambda k: EPSILON_MODES[k] if k == "search" else f"fixed at {epsilon:g} (this page's ε)",
+                  horizontal=True, help="searched: each arm (seed, sparsity, raw or FARMS) tries ε = "
+                  + ", ".join(f"{e:g}" for e in outcome.EPSILONS) + " and keeps the best on tuning data "
+                  f"({len(outcome.EPSILONS)}× the pruning); fixed: the ε set above on this page.")
         b = st.columns([2, 3, 3], vertical_alignment="center")
         b[0].button("Apply and measure", key="am_run", type="primary", on_click=_run, args=(epsilon,),
                     disabled=not s["am_levels"], width="stretch")
@@ -158,17 +175,18 @@ def show(table, request: tuple) -> None:
     st.caption(("Lines: the mean over " + f"{n} training seeds; bands: min–max over the seeds. "
                 if n > 1 else "One seed, so no band. ")
                + "Dotted: the dense model. Hover a point for its spread and achieved sparsity.")
-    view = summary[["sparsity", "allocation", "n", "mean", "sd", "min", "max", "achieved", "seconds"]].copy()
+    view = summary[["sparsity", "allocation", "epsilon", "n", "mean", "sd", "min", "max", "achieved", "seconds"]].copy()
     view["allocation"] = view["allocation"].map(outcome.NAMES)
     st.dataframe(view.style.format({"sparsity": "{:g}", "mean": "{:.4f}", "sd": "{:.4f}", "min": "{:.4f}",
                                     "max": "{:.4f}", "achieved": "{:.4f}", "seconds": "{:.1f}"}, na_rep="–"),
                  hide_index=True, width="stretch", key="am_table",
-                 column_config={"achieved": "achieved S", "seconds": "compute s"})
+                 column_config={"achieved": "achieved S", "seconds": "compute s", "epsilon": "ε chosen"})
     capped = table[table["capped"] > 0]
     if len(capped):
         st.caption(f"In {len(capped)} of {len(table)} runs the allocation asked for more than all of a layer's "
-                   "weights; those layers were pruned entirely (capped at 1).")
+                   "weights; those layers were pruned entirely (capped at 1, the excess spread over the others).")
     st.download_button("Download every run (CSV)", to_csv(table).encode(), key="am_csv",
                        file_name=f"{model}-{method}-outcome.csv", mime="text/csv")
+    eps = epsilon if epsilon == "search" else f"{epsilon:g}"
     st.caption(f"Same table from the command line: `farms-viz measure {model} --method {method} --sparsities "
-               f"{','.join(f'{x:g}' for x in levels)} --seeds {','.join(map(str, seeds))} --epsilon {epsilon:g}`")
+               f"{','.join(f'{x:g}' for x in levels)} --seeds {','.join(map(str, seeds))} --epsilon {eps}`")

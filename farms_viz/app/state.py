@@ -47,6 +47,7 @@ from farms_viz.zoo.registry import published_settings
 HOME = "app.py"
 OVERVIEW = "pages/1_Model_overview.py"
 BROWSER = "pages/2_Layer_browser.py"
+ALLOCATIONS = "pages/3_Allocations.py"
 LAB = "pages/5_Lab.py"
 MAX_REPORTS = 6
 

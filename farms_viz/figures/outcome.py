@@ -55,7 +55,8 @@ def _bounds(g: pd.DataFrame, band: str) -> tuple[np.ndarray, np.ndarray]:
 def outcome_chart(summary: pd.DataFrame, band: str = "minmax", log_y: bool | None = None,
                   title: str | None = None) -> go.Figure:
     """One model and method: its measure vs target sparsity, a line per allocation (mean over
-    seeds) with the spread as a band (``minmax`` or ``sd``), the dense model as a dotted line.
+    seeds) with the spread as a band (``minmax`` or ``sd``), the dense model as a dotted line; each
+    AlphaPruning point is labelled with the epsilon its seeds chose (``summary["epsilon"]``).
     ``log_y`` (default: for perplexity) draws the measure on a log scale."""
     if band not in BANDS:
         raise ValueError(f"band must be one of {', '.join(BANDS)}")
@@ -74,13 +75,20 @@ def outcome_chart(summary: pd.DataFrame, band: str = "minmax", log_y: bool | Non
             traces.append(_band(g["sparsity"], lo, hi, key, name))
         cd = np.stack([g["n"].to_numpy(float), g["sd"].to_numpy(float), g["min"].to_numpy(float),
                        g["max"].to_numpy(float), g["achieved"].to_numpy(float)], axis=1)
+        eps = [str(e) for e in g["epsilon"]] if "epsilon" in g.columns else [""] * len(g)
+        shown = key != "uniform" and any(eps)
         traces.append(go.Scatter(
-            x=g["sparsity"], y=g["mean"], mode="lines+markers", name=name, meta=key, legendgroup=key, customdata=cd,
+            x=g["sparsity"], y=g["mean"], mode="lines+markers+text" if shown else "lines+markers", name=name, meta=key,
+            legendgroup=key, customdata=np.column_stack([cd, np.array(eps, dtype=object)]),
+            text=[f"ε {e}" if e else "" for e in eps] if shown else None,
+            textposition="top center" if key == "raw" else "bottom center",
+            textfont=dict(size=11, color=LINE_COLORS[key]),
             line=dict(color=LINE_COLORS[key], width=2.2, dash="dash" if key == "uniform" else "solid"),
             marker=dict(size=7),
             hovertemplate=(f"<b>{name}</b><br>sparsity %{{x:g}} (achieved %{{customdata[4]:.4f}})"
                            f"<br>{metric}: %{{y:.4g}}<br>sd %{{customdata[1]:.3g}} · min %{{customdata[2]:.4g}} · "
-                           "max %{customdata[3]:.4g} (n = %{customdata[0]:.0f})<extra></extra>")))
+                           "max %{customdata[3]:.4g} (n = %{customdata[0]:.0f})"
+                           + ("<br>ε %{customdata[5]} (per seed)" if shown else "") + "<extra></extra>")))
     shapes = []
     if len(s):
         dense = float(s["dense_mean"].iloc[0])

@@ -87,7 +87,7 @@ def test_example_asks_for_the_tiny_lm_with_wanda_at_four_levels(monkeypatch):
     at = _digits_page()
     at.button(key="am_example").click()
     ok(at.run())
-    assert calls == [("tinylm", "wanda", (0.5, 0.6, 0.7, 0.8), (0, 1, 2), 0.3)]
+    assert calls == [("tinylm", "wanda", (0.5, 0.6, 0.7, 0.8), (0, 1, 2), "search")]  # the releases' protocol
     assert at.session_state["am_model"] == "tinylm"
     assert _figure(at)["layout"]["yaxis"]["type"] == "log"  # perplexity on a log scale
 
@@ -103,3 +103,26 @@ def test_served_mode_bounds_levels_and_offers_only_trained_seeds(monkeypatch):
     ms = at.multiselect(key="w_am_levels")
     assert ms.proto.max_selections == app_outcome.SERVED_LEVELS
     assert "at most 4 levels" in ms.help
+
+
+def test_served_mode_offers_smollm2_from_the_cache_only(monkeypatch, tmp_path):
+    """SmolLM2 takes a minute or more a row on 2 cores: a shared server shows only what was measured
+    there before, and says so in one sentence instead of starting the work."""
+    monkeypatch.setenv("FARMS_VIZ_CACHE", str(tmp_path))  # nothing measured yet
+    monkeypatch.setenv("FARMS_VIZ_SERVED", "1")
+    seen = {}
+    real = outcome.measure
+
+    def spy(*a, **k):
+        seen.update(k)
+        return real(*a, **k)
+
+    monkeypatch.setattr(outcome, "measure", spy)
+    at = _digits_page()
+    at.selectbox(key="w_am_model").set_value("smollm2-135m")
+    at.radio(key="w_am_method").set_value("sparsegpt")
+    ok(at.run())
+    at.button(key="am_run").click()
+    ok(at.run())
+    assert seen.get("cache_only") is True and seen.get("epsilon") == "search"
+    assert at.error and "not been measured on this server" in at.error[0].value
