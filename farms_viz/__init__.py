@@ -14,7 +14,7 @@ What users call (each documented where it lives):
 from farms_viz.analyses.allocate import Allocation, alphapruning, param_groups, tempbalance
 from farms_viz.analyses.compare import compare
 from farms_viz.analyses.prune import prune
-from farms_viz.analyses.tempbalance import TempBalance
+from farms_viz.analyses.tempbalance_optimizer import TempBalance
 from farms_viz.errors import FarmsError
 from farms_viz.pipeline.analyze import Report, analyze
 from farms_viz.pipeline.sources import open_source

@@ -1,154 +1,78 @@
-"""TempBalance in training: re-analyse the model every few steps and set each layer's learning rate.
+"""TempBalance on the digits nets: uniform lr vs TempBalance from raw vs from FARMS alphas.
 
-:class:`TempBalance` wraps a torch optimizer. It splits the optimizer's parameter groups by
-layer (:func:`~farms_viz.analyses.allocate.param_groups`; every group keeps its own settings
-such as momentum or weight decay), and at construction and then every ``every``-th call of
-:meth:`TempBalance.step` analyses the model's layers afresh (:func:`farms_viz.analyze`, no disk
-cache) and sets each layer's group lr to :func:`~farms_viz.analyses.allocate.tempbalance_lrs`
-of the layers' ``alpha_raw`` or ``alpha_farms`` (Zhou et al., NeurIPS 2023; the release calls
-its maps ``tb_linear_map``, ``tb_sqrt``, ``tb_log2``, ``tb_step``). Parameters outside the
-analysed layers (biases of norms, embeddings left out by ``layers=``) keep their group's lr.
+:class:`TempBalance` (the optimizer wrapper, with :func:`cosine_lr` and the releases' rules) lives
+in :mod:`farms_viz.analyses.tempbalance_optimizer` and is imported from here too.
+:func:`digits_curves` trains the digits nets several seeds per arm, by one of two protocols:
 
-:func:`digits_curves` runs it on the digits nets (uniform lr vs TB from raw vs TB from FARMS
-alphas, several seeds) with the zoo's own training loop.
+- ``"zoo"`` (default): the zoo's loop (SGD lr 0.05, momentum 0.9, batches of 32, no schedule, no
+  weight decay), every layer in the map at lr 0.5-1.5 x the base lr.
+- ``"release"``: as the TempBalance and FARMS releases train (file:line in
+  :mod:`~farms_viz.analyses.tempbalance_optimizer`): cosine decay of the base lr after every
+  epoch for every arm (``main_tb.py:387-400``), weight decay 5e-4 on every parameter
+  (``config/farms_imagecls_main.txt`` column 9, ``main_tb.py:240-242``), first and last layer
+  at the base lr (``main_tb.py:49-50``), layers with fewer than 5 eigenvalues left out (FARMS
+  ``tempbalance_farms.py:23``), norms tied to their weight layer, and per TB arm and seed the
+  lr range chosen from :data:`RELEASE_GRID` (the FARMS release's sweep, ``config/
+  farms_imagecls_ablation.txt:25-29``) by :func:`~farms_viz.zoo.digits.tune_accuracy` after
+  training. The releases pick by test accuracy (``main_tb.py:368-382`` keeps the best test
+  epoch); here the test images are read only after the choice, and the tuning images (the last
+  300 of the training split) are held out of training for every arm: trained on, all 10-epoch
+  nets score 1.0 on them (the zoo's seed 0), so they could not choose. Ties go to the first
+  range in the grid (narrowest first).
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pandas as pd
 import torch
 
-from farms_viz.analyses.allocate import MAPS, param_groups, tempbalance
+from farms_viz.analyses.tempbalance_optimizer import RELEASE_MAPS, TempBalance, cosine_lr, scheme_map
 from farms_viz.errors import FarmsError
-from farms_viz.pipeline.analyze import analyze
-from farms_viz.pipeline.schema import SIDES
-from farms_viz.settings import Settings
 from farms_viz.zoo import digits
 
-#: the TempBalance release's names for the maps of :func:`~farms_viz.analyses.allocate.tempbalance_lrs`
-RELEASE_MAPS = {"tb_linear_map": "linear", "tb_sqrt": "sqrt", "tb_log2": "log2", "tb_step": "step"}
+__all__ = ["ARMS", "ARM_NAMES", "PROTOCOLS", "RELEASE_GRID", "RELEASE_MAPS", "TempBalance", "cosine_lr",
+           "digits_curves", "release_runs", "scheme_map", "summarize_curves"]
+
 ARMS = ("uniform", "raw", "farms")
 ARM_NAMES = {"uniform": "uniform lr", "raw": "TempBalance, raw α", "farms": "TempBalance, FARMS α"}
+PROTOCOLS = ("zoo", "release")
+#: (lr_min_ratio, lr_max_ratio) the FARMS release sweeps (config/farms_imagecls_ablation.txt:25-29),
+#: narrowest first: a tie goes to 0.5-1.5, both releases' default (tempbalance_farms.py:26-27)
+RELEASE_GRID = ((0.5, 1.5), (0.4, 1.6), (0.3, 1.7), (0.2, 1.8), (0.1, 1.9))
+#: the FARMS scripts' weight decay (config/farms_imagecls_main.txt column 9; main_tb.py:35 defaults to 1e-4)
+RELEASE_WEIGHT_DECAY = 5e-4
+#: FARMS' eigs_thresh (tempbalance_farms.py:23; TempBalance's is 50, tempbalance.py:22)
+RELEASE_EIGS_THRESH = 5
+CURVE_COLUMNS = ["arm", "seed", "epoch", "accuracy", "seconds"]
+RELEASE_COLUMNS = [*CURVE_COLUMNS, "lr_min_ratio", "lr_max_ratio", "tune_accuracy"]
 
 
-def scheme_map(scheme: str) -> str:
-    """The map name (``linear`` ...) of a scheme given by its name here or in the release."""
-    if scheme in MAPS:
-        return scheme
-    if scheme in RELEASE_MAPS:
-        return RELEASE_MAPS[scheme]
-    raise FarmsError(f"unknown TempBalance scheme {scheme!r}; use one of {', '.join([*RELEASE_MAPS, *MAPS])}.")
-
-
-class TempBalance:
-    """Layer-wise learning rates from the model's alphas, recomputed while it trains.
-
-    ``optimizer``: a torch optimizer over (some of) ``model``'s parameters; its groups are split
-    by layer here. ``alphas``: ``"farms"`` or ``"raw"``. ``scheme``: ``tb_linear_map`` (default)
-    or ``linear``, ``tb_sqrt``/``sqrt``, ``tb_log2``/``log2``, ``tb_step``/``step``. ``every``:
-    re-analyse at every ``every``-th :meth:`step` call (call it after each optimizer step, or
-    once per epoch). ``lr``: the base learning rate (default: the optimizer's first group's);
-    set :attr:`base_lr` to follow a schedule, it is read at each re-analysis. ``lr_min_ratio``,
-    ``lr_max_ratio``, ``keep_first``, ``keep_last``: as :func:`~farms_viz.analyses.allocate.tempbalance`.
-    ``settings``/``preset``/``layers``/``**options``: how the layers are analysed, as for
-    :func:`farms_viz.analyze`. :attr:`history` holds one table per re-analysis (``step``,
-    ``layer``, ``alpha``, ``lr``).
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, model: torch.nn.Module, alphas: str = "farms",
-                 scheme: str = "tb_linear_map", every: int = 1, lr: float | None = None, lr_min_ratio: float = 0.5,
-                 lr_max_ratio: float = 1.5, keep_first: bool = False, keep_last: bool = False,
-                 settings: Settings | None = None, preset: str | None = None, layers: str | None = None, **options):
-        if alphas not in SIDES:
-            raise FarmsError(f"alphas must be one of {', '.join(SIDES)} (got {alphas!r}).")
-        if not isinstance(every, (int, np.integer)) or isinstance(every, bool) or every < 1:
-            raise FarmsError(f"every must be a whole number >= 1 (got {every!r}).")
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise FarmsError("optimizer must be a torch.optim.Optimizer over the model's parameters.")
-        self.optimizer, self.model, self.alphas, self.every = optimizer, model, alphas, int(every)
-        self.map = scheme_map(scheme)
-        self.base_lr = float(optimizer.param_groups[0]["lr"] if lr is None else lr)
-        self.options = dict(lr_min_ratio=lr_min_ratio, lr_max_ratio=lr_max_ratio, keep_first=keep_first,
-                            keep_last=keep_last)
-        self.settings = Settings.resolve(settings, preset, **options)
-        self.layers = layers
-        self.steps = 0
-        self.history: list[pd.DataFrame] = []
-        lrs = self._allocate()
-        self._regroup(lrs)
-        self._apply(lrs)
-
-    def _allocate(self) -> dict[str, float]:
-        report = analyze(self.model, settings=self.settings, layers=self.layers, cache=False)
-        alloc = tempbalance(report.table, self.base_lr, self.map, **self.options)
-        lrs = dict(zip(alloc.table["layer"], alloc.table[f"lr_{self.alphas}"].astype(float)))
-        self.history.append(pd.DataFrame({"step": self.steps, "layer": report.table["layer"],
-                                          "alpha": report.table[f"alpha_{self.alphas}"].to_numpy(float),
-                                          "lr": alloc.table[f"lr_{self.alphas}"].to_numpy(float)}))
-        return lrs
-
-    def _regroup(self, lrs: dict[str, float]) -> None:
-        """Split every optimizer group by layer (its settings kept); optimizer state is per tensor, so kept."""
-        layer_of = {}
-        for g in param_groups(self.model, lrs, self.base_lr):
-            for p in g["params"]:
-                layer_of[id(p)] = g["name"] if g["name"] in lrs else None
-        model_params = {id(p) for p in self.model.parameters()}
-        new = []
-        for g in self.optimizer.param_groups:
-            if any(id(p) not in model_params for p in g["params"]):
-                raise FarmsError("the optimizer holds parameters that are not the model's; TempBalance needs "
-                                 "the optimizer of this model.")
-            by_layer: dict = {}
-            for p in g["params"]:
-                by_layer.setdefault(layer_of.get(id(p)), []).append(p)
-            for name, params in by_layer.items():
-                new.append({**{k: v for k, v in g.items() if k not in ("params", "layer")}, "params": params,
-                            "layer": name})
-        self.optimizer.param_groups.clear()
-        for g in new:
-            self.optimizer.add_param_group(g)
-
-    def _apply(self, lrs: dict[str, float]) -> None:
-        for g in self.optimizer.param_groups:
-            if g.get("layer") is not None:
-                g["lr"] = lrs[g["layer"]]
-
-    def rebalance(self) -> pd.DataFrame:
-        """Analyse the model now and set the layers' learning rates; the new history row."""
-        self._apply(self._allocate())
-        return self.history[-1]
-
-    def step(self) -> bool:
-        """Count one step (or epoch); re-analyse when the count reaches a multiple of ``every``.
-        True when it did."""
-        self.steps += 1
-        if self.steps % self.every:
-            return False
-        self.rebalance()
-        return True
-
-    def lrs(self) -> dict[str, float]:
-        """The current lr of each analysed layer, by layer name."""
-        return {g["layer"]: float(g["lr"]) for g in self.optimizer.param_groups if g.get("layer") is not None}
-
-
-def digits_curves(arch: str = "cnn", seeds=(0, 1, 2), epochs: int = 10, arms=ARMS, every: int = 1,
-                  scheme: str = "tb_linear_map", preset: str = "cnn", progress=None) -> pd.DataFrame:
-    """Test accuracy after each epoch (0 = initialisation) of the digits ``arch`` trained with the
-    zoo's loop (SGD lr 0.05, momentum 0.9, batches of 32), with a uniform lr or TempBalance from
-    raw or FARMS alphas re-analysed every ``every`` epochs; columns ``arm, seed, epoch, accuracy,
-    seconds`` (seconds: that epoch's training and re-analysis)."""
-    import time
-
-    from farms_viz.core.threads import torch_threads
-
+def _check(arch: str, arms, protocol: str) -> None:
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise FarmsError(f"unknown arm {unknown[0]!r}; use {', '.join(ARMS)}.")
     if arch not in digits.ARCHS:
         raise FarmsError(f"unknown digits architecture {arch!r}; use {', '.join(digits.ARCHS)}.")
+    if protocol not in PROTOCOLS:
+        raise FarmsError(f"unknown protocol {protocol!r}; use {', '.join(PROTOCOLS)}.")
+
+
+def digits_curves(arch: str = "cnn", seeds=(0, 1, 2), epochs: int = 10, arms=ARMS, every: int = 1,
+                  scheme: str = "tb_linear_map", preset: str = "cnn", progress=None, protocol: str = "zoo",
+                  grid=RELEASE_GRID) -> pd.DataFrame:
+    """Test accuracy after each epoch (0 = initialisation) of the digits ``arch`` trained with a
+    uniform lr or TempBalance from raw or FARMS alphas re-analysed every ``every`` epochs, by the
+    ``protocol`` of the module docstring; columns ``arm, seed, epoch, accuracy, seconds``
+    (seconds: that epoch's training and re-analysis), and for ``"release"`` also the chosen
+    ``lr_min_ratio, lr_max_ratio`` (NaN for the uniform arm) and its ``tune_accuracy``."""
+    _check(arch, arms, protocol)
+    if protocol == "release":
+        return release_runs(arch, seeds, epochs, arms, every, scheme, preset, progress, grid)[0]
+    from farms_viz.core.threads import torch_threads
+
     xtr, ytr, _, _ = digits.data()
     rows, total, done = [], len(seeds) * len(arms) * epochs, 0
     with torch_threads(1):
@@ -171,7 +95,81 @@ def digits_curves(arch: str = "cnn", seeds=(0, 1, 2), epochs: int = 10, arms=ARM
                     done += 1
     if progress:
         progress(total, total, "")
-    return pd.DataFrame(rows, columns=["arm", "seed", "epoch", "accuracy", "seconds"])
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def _release_run(arch, seed, arm, lr_range, epochs, every, scheme, preset, xtr, ytr, tick):
+    """One training by the release protocol: the weights after each epoch (0 = init), each
+    epoch's seconds, and the tuning accuracy at the end (the test images are not read)."""
+    model = digits.new_model(arch, seed)
+    opt = digits.optimizer(model.parameters(), weight_decay=RELEASE_WEIGHT_DECAY)
+    tb = None if arm == "uniform" else TempBalance(
+        opt, model, arm, scheme, every=every, lr_min_ratio=lr_range[0], lr_max_ratio=lr_range[1],
+        keep_first=True, keep_last=True, eigs_thresh=RELEASE_EIGS_THRESH, tie_norms=True, schedule_rest=True,
+        preset=preset)
+    gen = torch.Generator().manual_seed(seed)
+    states, seconds = [{k: v.detach().clone() for k, v in model.state_dict().items()}], [0.0]
+    for epoch in range(1, epochs + 1):
+        tick(epoch)
+        t0 = time.perf_counter()
+        digits.train_epoch(model, opt, gen, xtr, ytr)
+        lr = cosine_lr(digits.LR, epoch, epochs)  # the next epoch's base lr (main_tb.py:387-388)
+        if tb is None:
+            for g in opt.param_groups:
+                g["lr"] = lr
+        else:
+            tb.step(lr)
+        seconds.append(time.perf_counter() - t0)
+        states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    return states, seconds, digits.tune_accuracy(model)
+
+
+def release_runs(arch: str = "cnn", seeds=(0, 1, 2), epochs: int = 10, arms=ARMS, every: int = 1,
+                 scheme: str = "tb_linear_map", preset: str = "cnn", progress=None, grid=RELEASE_GRID
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``"release"`` protocol of :func:`digits_curves`: its curves (chosen range per TB arm
+    and seed) and the choice, one row per arm, seed and range tried: ``arm, seed, lr_min_ratio,
+    lr_max_ratio, tune_accuracy, chosen``. Each TB arm trains once per range of ``grid``."""
+    from farms_viz.core.threads import torch_threads
+
+    _check(arch, arms, "release")
+    grid = tuple((float(lo), float(hi)) for lo, hi in grid)
+    if not grid:
+        raise FarmsError("the grid of lr ranges is empty; give at least one (lr_min_ratio, lr_max_ratio).")
+    xtr, ytr, _, _ = digits.data()
+    xfit, yfit = xtr[:-digits.TUNE_IMAGES], ytr[:-digits.TUNE_IMAGES]  # the tuning images held out
+    rows, choices = [], []
+    total = len(seeds) * epochs * sum(1 if a == "uniform" else len(grid) for a in arms)
+    done = [0]
+
+    def tick(what: str) -> None:
+        if progress:
+            progress(done[0], total, what)
+        done[0] += 1
+
+    with torch_threads(1):
+        for seed in seeds:
+            for arm in arms:
+                ranges = [(np.nan, np.nan)] if arm == "uniform" else grid
+                runs = []
+                for lo, hi in ranges:
+                    label = f"seed {seed}, {ARM_NAMES[arm]}" + ("" if arm == "uniform" else f", lr {lo:g}-{hi:g}")
+                    runs.append(_release_run(arch, seed, arm, (lo, hi), epochs, every, scheme, preset, xfit, yfit,
+                                             lambda epoch, label=label: tick(f"{label}, epoch {epoch}")))
+                tune = [r[2] for r in runs]
+                best = int(np.argmax(tune))  # the first of the best: ties go to the narrowest range
+                choices += [{"arm": arm, "seed": seed, "lr_min_ratio": lo, "lr_max_ratio": hi, "tune_accuracy": a,
+                             "chosen": i == best} for i, ((lo, hi), a) in enumerate(zip(ranges, tune))]
+                states, seconds, _ = runs[best]
+                model = digits.new_model(arch, seed)
+                for epoch, (state, sec) in enumerate(zip(states, seconds)):  # test images read after the choice
+                    model.load_state_dict(state)
+                    rows.append({"arm": arm, "seed": seed, "epoch": epoch, "accuracy": digits.evaluate(model),
+                                 "seconds": sec, "lr_min_ratio": ranges[best][0], "lr_max_ratio": ranges[best][1],
+                                 "tune_accuracy": tune[best]})
+    if progress:
+        progress(total, total, "")
+    return pd.DataFrame(rows, columns=RELEASE_COLUMNS), pd.DataFrame(choices)
 
 
 def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:

@@ -49,8 +49,9 @@ def log_spectral_norm(esd) -> float:
 
 
 def alpha_weighted(alpha: float, esd) -> float:
-    """alpha * log10(l_max) (4587): WW's alpha-hat."""
-    return float(alpha * np.log10(np.max(_e(esd))))
+    """alpha * log10(l_max) (4587): WW's alpha-hat (-inf or NaN for an all-zero spectrum, as WW's log10)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(alpha * np.log10(np.max(_e(esd))))
 
 
 def log_alpha_norm(alpha: float, esd) -> float:

@@ -118,6 +118,8 @@ def rand_distance(esd, rand_esd) -> float:
     b = np.asarray(rand_esd, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"rand_distance compares spectra of equal length, got {a.size} and {b.size}")
+    if not (np.sum(a) > 0 and np.sum(b) > 0):  # an all-zero spectrum is no distribution
+        return math.nan
     m = (a + b) / 2
     m = m / np.sum(m)
 
@@ -127,7 +129,8 @@ def rand_distance(esd, rand_esd) -> float:
             t = np.where(x > 0, x * np.log(x / m), 0.0)
         return float(np.sum(t))
 
-    return float(np.sqrt((kl(a) + kl(b)) / 2))
+    # KL >= 0; a sum of round-offs can be -1e-17 for equal spectra
+    return float(np.sqrt(max(0.0, (kl(a) + kl(b)) / 2)))
 
 
 @dataclass(frozen=True)

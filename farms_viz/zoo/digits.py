@@ -112,9 +112,10 @@ def new_model(arch: str, seed: int = SEED) -> nn.Module:
     return MODELS[arch]()
 
 
-def optimizer(params, lr: float = LR) -> torch.optim.Optimizer:
-    """The training optimizer: SGD with momentum (``params``: parameters or parameter groups)."""
-    return torch.optim.SGD(params, lr=lr, momentum=MOMENTUM)
+def optimizer(params, lr: float = LR, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """The training optimizer: SGD with momentum (``params``: parameters or parameter groups);
+    the zoo trains without weight decay."""
+    return torch.optim.SGD(params, lr=lr, momentum=MOMENTUM, weight_decay=weight_decay)
 
 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, xtr: torch.Tensor,
