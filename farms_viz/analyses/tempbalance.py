@@ -10,7 +10,8 @@ in :mod:`farms_viz.analyses.tempbalance_optimizer` and is imported from here too
   :mod:`~farms_viz.analyses.tempbalance_optimizer`): cosine decay of the base lr after every
   epoch for every arm (``main_tb.py:387-400``), weight decay 5e-4 on every parameter
   (``config/farms_imagecls_main.txt`` column 9, ``main_tb.py:240-242``), first and last layer
-  at the base lr (``main_tb.py:49-50``), layers with fewer than 5 eigenvalues left out (FARMS
+  at the base lr (``main_tb.py:49-50``; the FARMS scripts also run TB with them in the map,
+  ``farms_imagecls_main.txt:8,12``), layers with fewer than 5 eigenvalues left out (FARMS
   ``tempbalance_farms.py:23``), norms tied to their weight layer, and per TB arm and seed the
   lr range chosen from :data:`RELEASE_GRID` (the FARMS release's sweep, ``config/
   farms_imagecls_ablation.txt:25-29``) by :func:`~farms_viz.zoo.digits.tune_accuracy` after

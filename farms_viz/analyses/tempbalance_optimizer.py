@@ -7,7 +7,8 @@ such as momentum or weight decay), and at construction and then every ``every``-
 cache) and sets each layer's group lr to :func:`~farms_viz.analyses.allocate.tempbalance_lrs`
 of the layers' ``alpha_raw`` or ``alpha_farms`` (Zhou et al., NeurIPS 2023; the release calls
 its maps ``tb_linear_map``, ``tb_sqrt``, ``tb_log2``, ``tb_step``). Parameters outside the
-analysed layers (biases of norms, embeddings left out by ``layers=``) keep their group's lr.
+analysed layers (biases of norms, embeddings left out by ``layers=``) keep their group's lr
+(unless ``schedule_rest``).
 
 The releases' other rules, each an option that is off by default (file:line of the TempBalance
 release, YefanZhou/TempBalance ``tempbalance.py``, and of the FARMS release,

@@ -68,7 +68,8 @@ class LayerCache:
         if not p.exists():
             return None
         try:
-            with np.load(p, allow_pickle=False) as z:
+            # our own handle: np.load leaks its file when a truncated archive fails to open
+            with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
             record = json.loads(bytes(arrays.pop("_record")).decode())
             if record.get("key") != key:

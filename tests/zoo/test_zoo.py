@@ -126,7 +126,8 @@ def test_digits_build_is_deterministic_and_concurrency_safe(tmp_path):
     env = {**os.environ, "FARMS_VIZ_CACHE": str(tmp_path), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-m", "farms_viz.zoo.digits"], env=env, cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
-    assert all(p.wait() == 0 for p in procs)
+    outs = [p.communicate() for p in procs]  # reads and closes both pipes
+    assert [p.returncode for p in procs] == [0, 0], outs
     new, old = tmp_path / "digits" / digits.VERSION, digits.cache_dir()
     for arch in digits.ARCHS:
         for e in digits.EPOCHS:
