@@ -74,6 +74,8 @@ def _serve(log_name: str, **env_extra):
     deadline = time.time() + 60
     while time.time() < deadline:
         if proc.poll() is not None:
+            if log is not subprocess.DEVNULL:
+                log.close()
             pytest.fail(f"streamlit exited with {proc.returncode}; see test-artifacts/{log_name}")
         try:
             with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
@@ -83,13 +85,21 @@ def _serve(log_name: str, **env_extra):
             time.sleep(0.3)
     else:
         proc.terminate()
+        proc.wait()
+        if log is not subprocess.DEVNULL:
+            log.close()
         pytest.fail("streamlit did not become healthy within 60 s")
-    yield url
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log is not subprocess.DEVNULL:
+            log.close()
 
 
 @pytest.fixture(scope="session")
