@@ -268,7 +268,7 @@ def cmd_measure(a) -> int:
     table = outcome.measure(a.model, a.method, _list(a.sparsities, "sparsities", float),
                             allocations=_list(a.allocations, "allocations", str),
                             seeds=None if a.seeds is None else _list(a.seeds, "seeds", int),
-                            epsilon=outcome.parse_epsilon(a.epsilon), mapping=a.mapping, cap=a.cap,
+                            epsilon=outcome.parse_epsilon(a.epsilon), mapping=a.mapping, cap=a.cap, text=a.text,
                             progress=None if a.quiet else _Bar(), cache=not a.no_cache)
     _print(outcome.format_summary(outcome.summarize(table)))
     _print(f"{len(table)} runs; {table['seconds'].sum():.1f} s of pruning and measuring"
@@ -361,19 +361,19 @@ def build_parser() -> argparse.ArgumentParser:
     pp.set_defaults(func=cmd_prune)
     pm = sub.add_parser("measure", help="prune by uniform, AlphaPruning-raw and -FARMS sparsities and measure "
                                         "(mean ± sd over training seeds)")
-    pm.add_argument("model", help="tinylm, digits-cnn, digits-mlp or minilm (a proxy: cosine of sentence "
-                                  "embeddings to the dense model)")
+    pm.add_argument("model", help="tinylm, smollm2-135m, digits-cnn, digits-mlp, minilm (a proxy), or a causal LM's "
+                                  "Hugging Face folder or hub id")
+    pm.add_argument("--text", metavar="FILE", help="a causal LM's perplexity on this UTF-8 text (last fifth held out)")
     pm.add_argument("--method", choices=METHODS, default="magnitude", help="magnitude (default), wanda or sparsegpt")
     pm.add_argument("--sparsities", default="0.5,0.6,0.7,0.8", help="target sparsities, e.g. 0.5,0.7 "
                                                                      "(default 0.5,0.6,0.7,0.8)")
-    pm.add_argument("--seeds", help="training seeds, e.g. 0,1,2 (default: the model's: 0,1,2; minilm 0); a tiny "
-                                    "LM seed not built yet trains first (about 3 CPU-minutes)")
+    pm.add_argument("--seeds", help="training seeds, e.g. 0,1 (default: the model's; an unbuilt tiny LM seed trains first)")
     pm.add_argument("--epsilon", default="search", help="AlphaPruning's spread: 'search' (default: the best of "
                     f"{', '.join(f'{e:g}' for e in outcome.EPSILONS)} on tuning data, per arm) or a number")
     pm.add_argument("--mapping", choices=outcome.MAPPINGS, default="block", help="block: a transformer block's "
                     "mean alpha (the releases' default); matrix: each its own")
     pm.add_argument("--cap", choices=CAPS, default="redistribute", help="as for allocate")
-    pm.add_argument("--allocations", default="uniform,raw,farms", help="any of uniform,raw,farms (default all)")
+    pm.add_argument("--allocations", default="uniform,raw,farms", help="any of uniform,raw,farms")
     pm.add_argument("--out", metavar="FILE.csv", help="also write every run (a row per seed, allocation, sparsity)")
     pm.add_argument("--quiet", action="store_true", help="no progress bar")
     pm.add_argument("--no-cache", action="store_true", help="measure again instead of reading cached runs")

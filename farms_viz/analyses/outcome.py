@@ -34,7 +34,7 @@ from farms_viz.errors import FarmsError
 from farms_viz.io.results import cache_get, cache_put, model_id, row_key
 from farms_viz.pipeline.analyze import analyze
 from farms_viz.pipeline.schema import Progress
-from farms_viz.zoo import digits, tinylm
+from farms_viz.zoo import digits, smollm2, tinylm
 from farms_viz.zoo import evaluate as zoo_eval
 
 ALLOCATIONS = ("uniform", "raw", "farms")
@@ -100,10 +100,17 @@ FAMILIES = {
 }
 
 
-def family(model_name: str) -> Family:
-    """The family of ``model_name``: a key of :data:`FAMILIES` or a zoo name in one (``tinylm-seed1``,
-    ``digits-cnn@30``)."""
+def family(model_name: str, text: str | None = None) -> Family:
+    """The family of ``model_name``: a key of :data:`FAMILIES`, a zoo name in one (``tinylm-seed1``,
+    ``digits-cnn@30``), or a causal LM's Hugging Face folder or hub id (one checkpoint, measured on
+    the Brown Corpus or on ``text``, a UTF-8 file: ``zoo.evaluate.causal_lm_model``)."""
     name = str(model_name)
+    if text is not None or (name not in FAMILIES and _causal_lm_source(name)):
+        if name in FAMILIES and name != "smollm2-135m":
+            raise FarmsError(f"--text measures a causal LM on your text; {name} has its own measure.")
+        source = str(smollm2.ensure_built()) if name == "smollm2-135m" else name
+        return Family(name, (0,), "llm", True, lambda s: zoo_eval.causal_lm_model(source, text),
+                      f"{name}; held-out perplexity on {'Brown Corpus documents' if text is None else text}")
     if name in FAMILIES:
         return FAMILIES[name]
     if tinylm.seed_of(name) is not None:
@@ -112,6 +119,18 @@ def family(model_name: str) -> Family:
         return FAMILIES[name.split("@")[0]]
     offered = ", ".join(n for n in FAMILIES if n != "tinylm-small")
     raise FarmsError(f"{name!r} is not a model farms-viz can prune and measure (those are {offered}).")
+
+
+def _causal_lm_source(name: str) -> bool:
+    """A Hugging Face model folder (config.json) or something shaped like a hub id (owner/name)."""
+    from pathlib import Path
+
+    from farms_viz.io.sources import looks_like_hub_id
+
+    try:
+        return (Path(name) / "config.json").is_file() or looks_like_hub_id(name)
+    except (OSError, ValueError):
+        return False
 
 
 # ------------------------------------------------------------------ measure
@@ -150,6 +169,14 @@ def _check(fam: Family, method: str, allocations, seeds, epsilon, mapping: str, 
     if cap not in CAPS:
         raise FarmsError(f"unknown cap rule {cap!r}; use one of {', '.join(CAPS)}.")
     return allocs, [int(s) for s in dict.fromkeys(seeds)]
+
+
+def _file_id(path: str) -> str:
+    import hashlib
+
+    from farms_viz.zoo import text as corpus
+
+    return hashlib.sha256(corpus.read_text_file(path).encode()).hexdigest()[:16]
 
 
 def parse_epsilon(text) -> float | str:
@@ -197,7 +224,8 @@ class _Arm:
 
 def measure(model_name: str, method: str, sparsities, allocations=ALLOCATIONS, seeds=None,
             epsilon: float | str = "search", mapping: str = "block", cap: str = "redistribute",
-            progress: Progress | None = None, cache: bool = True, cache_only: bool = False) -> pd.DataFrame:
+            progress: Progress | None = None, cache: bool = True, cache_only: bool = False,
+            text: str | None = None) -> pd.DataFrame:
     """The tidy table of :data:`COLUMNS`: one row per seed, allocation and target sparsity.
 
     The protocol of the FARMS / AlphaPruning releases by default: ``mapping`` ``block`` (block-wise
@@ -216,9 +244,10 @@ def measure(model_name: str, method: str, sparsities, allocations=ALLOCATIONS, s
     parameter-weighted sparsity over the pruned layers, as counted in the pruned weights.
     ``capped``: how many layers the cap rule changed. ``cache_only``: every row must come from the
     cache (:class:`NotMeasured` otherwise): what a shared server offers for models too slow to prune
-    there (SmolLM2).
+    there (SmolLM2). ``text``: a UTF-8 file to measure a causal LM's perplexity on instead of the
+    Brown Corpus (its last fifth of lines held out; ``zoo.causal_lm.split_text``).
     """
-    fam = family(model_name)
+    fam = family(model_name, text)
     allocs, seeds = _check(fam, method, allocations, seeds, epsilon, mapping, cap)
     targets = check_sparsities(sparsities)
     total, done, rows = len(seeds) * len(targets) * len(allocs), 0, []
@@ -227,7 +256,7 @@ def measure(model_name: str, method: str, sparsities, allocations=ALLOCATIONS, s
         if progress:
             progress(done, total, f"seed {seed}: loading and analysing {subject.name}")
         dense_model = subject.load(None)
-        mid = model_id(dense_model)
+        mid = model_id(dense_model) + ("" if text is None else f"|text:{_file_id(text)}")
         dense = _dense(subject, dense_model, mid, cache, cache_only)
         calib = subject.default_calibration if method in CALIBRATED else None
         arm = _Arm(subject, dense_model, mid, method, subject.calibration(calib) if calib else None, calib, cache,

@@ -11,6 +11,8 @@ uses shorter, fewer windows, all fixed (evenly spaced, no randomness):
   part, offset by half a window from the tuning ones.
 
 Every position of a window but the first is predicted; perplexity is exp of the mean cross-entropy.
+A user's own text (``measure(..., text=FILE)``) replaces the Brown Corpus: its last HELDOUT_SHARE of
+lines is the held-out part, the rest the calibration part (:func:`split_text`).
 """
 
 from __future__ import annotations
@@ -27,13 +29,20 @@ EVAL_WINDOWS = 32  # 16,352 predicted tokens
 TUNE_WINDOWS = 8
 CALIBRATION = 16  # 8,192 tokens (the releases: 128 x 2,048)
 PARTS = ("calibration", "heldout")
+#: a user's own text (``--text FILE``): this share of its lines, at the end, is held out
+HELDOUT_SHARE = 0.2
 
 
 @lru_cache(maxsize=4)
 def _tokens(tokenizer_id: int, part: str, tokenizer) -> torch.Tensor:
     from farms_viz.zoo import text
 
-    ids = tokenizer(text.corpus_text(part), add_special_tokens=False, return_tensors=None)["input_ids"]
+    return encode(tokenizer, text.corpus_text(part))
+
+
+def encode(tokenizer, text: str) -> torch.Tensor:
+    """``text`` as one int64 tensor of token ids (no special tokens)."""
+    ids = tokenizer(text, add_special_tokens=False, return_tensors=None)["input_ids"]
     return torch.tensor(ids, dtype=torch.int64)
 
 
@@ -42,13 +51,31 @@ def tokens(tokenizer, part: str) -> torch.Tensor:
     return _tokens(id(tokenizer), part, tokenizer)
 
 
-def windows(tokenizer, part: str, n: int, length: int = WINDOW, offset: float = 0.0) -> torch.Tensor:
-    """``n`` windows (n, length) evenly spread over the part; ``offset`` shifts every start by that
-    fraction of a window (the calibration windows avoid the tuning ones)."""
-    data = tokens(tokenizer, part)
-    last = len(data) - length - int(offset * length) - 1
-    starts = torch.linspace(0, last, n).round().to(torch.int64) + int(offset * length) if n > 1 \
-        else torch.tensor([int(offset * length)])
+def split_text(text: str, heldout: float = HELDOUT_SHARE) -> dict[str, str]:
+    """A user's own text as ``{"calibration", "heldout"}``: the last ``heldout`` share of its lines is
+    held out (by position, as a document split: the two parts share no line)."""
+    lines = text.splitlines(keepends=True)
+    if len(lines) < 2:
+        cut = int(len(text) * (1 - heldout))
+        return {"calibration": text[:cut], "heldout": text[cut:]}
+    cut = max(1, min(len(lines) - 1, round(len(lines) * (1 - heldout))))
+    return {"calibration": "".join(lines[:cut]), "heldout": "".join(lines[cut:])}
+
+
+def windows(tokenizer, part: str, n: int, length: int | None = None, offset: float = 0.0,
+            data: torch.Tensor | None = None) -> torch.Tensor:
+    """``n`` windows (n, length; default WINDOW) evenly spread over the Brown part (or over ``data``, token ids);
+    ``offset`` shifts every start by that fraction of a window (the calibration windows avoid the
+    tuning ones). A text too short for one window gives its whole length as one window."""
+    data = tokens(tokenizer, part) if data is None else data
+    if len(data) < 2:
+        from farms_viz.errors import FarmsError
+
+        raise FarmsError(f"the {part} text has {len(data)} token(s); perplexity needs at least 2.")
+    length = min(WINDOW if length is None else length, len(data) - 1)
+    shift = min(int(offset * length), len(data) - length - 1)
+    last = len(data) - length - shift - 1
+    starts = torch.linspace(0, last, n).round().to(torch.int64) + shift if n > 1 else torch.tensor([shift])
     return torch.stack([data[s:s + length] for s in starts.tolist()])
 
 

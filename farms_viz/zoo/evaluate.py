@@ -105,6 +105,56 @@ def smollm2_model() -> Trained:
     return Trained(smollm2.NAME, "held-out perplexity (Brown)", False, load, held, calib, causal_lm.CALIBRATION, tune)
 
 
+def causal_lm_model(source: str, text_file: str | None = None) -> Trained:
+    """Any causal LM transformers can load from a local Hugging Face folder or a hub id (network
+    needed; ``trust_remote_code`` stays off), by perplexity on the Brown Corpus or, with
+    ``text_file``, on the user's own UTF-8 text (:func:`farms_viz.zoo.causal_lm.split_text`)."""
+    from pathlib import Path
+
+    from farms_viz.io.sources import looks_like_hub_id, open_hub
+    from farms_viz.zoo import causal_lm, text
+
+    folder = Path(source)
+    if not folder.is_dir():
+        if not looks_like_hub_id(source):
+            raise FarmsError(f"{source!r} is neither a Hugging Face model folder nor a hub id (owner/name).")
+        src = open_hub(source)  # one sentence when offline or unknown
+        folder = src.paths[0].parent
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(folder))
+        AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)  # fail here, not mid-run
+    except Exception as e:  # transformers raises many kinds for a folder it cannot load
+        raise FarmsError(f"transformers cannot load a causal LM from {source} "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:160]}).") from None
+
+    def load(weights=None):
+        m = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+        if weights:
+            m.load_state_dict(weights, strict=False)
+        return m
+
+    if text_file is None:
+        parts = {p: causal_lm.tokens(tok, p) for p in causal_lm.PARTS}
+        label = "held-out perplexity (Brown)"
+    else:
+        parts = {p: causal_lm.encode(tok, t) for p, t in causal_lm.split_text(text.read_text_file(text_file)).items()}
+        label = f"held-out perplexity ({Path(text_file).name})"
+
+    def held(m):
+        return causal_lm.perplexity(m, causal_lm.windows(tok, "heldout", causal_lm.EVAL_WINDOWS, data=parts["heldout"]))
+
+    def tune(m):
+        return causal_lm.perplexity(m, causal_lm.windows(tok, "calibration", causal_lm.TUNE_WINDOWS,
+                                                         data=parts["calibration"]))
+
+    def calib(n):
+        return causal_lm.windows(tok, "calibration", n, offset=0.5, data=parts["calibration"])
+
+    return Trained(str(source), label, False, load, held, calib, causal_lm.CALIBRATION, tune)
+
+
 def require(name: str) -> Trained:
     """:func:`trained` or one FarmsError naming the models that can be evaluated."""
     t = trained(name)
