@@ -4,7 +4,7 @@ import streamlit as st
 
 from farms_viz.analyses.diagnosis import fmt_number, grid_caption
 from farms_viz.analyses.exports import sweep_table
-from farms_viz.analyses.lab import DISTRIBUTIONS, SWEEP_MODES, SWEEP_RATIOS
+from farms_viz.analyses.lab import DISTRIBUTIONS, SWEEP_MODES, SWEEP_RATIOS, quantization_error
 from farms_viz.app import lab as lab_st
 from farms_viz.app import server as appserver
 from farms_viz.app import state as app
@@ -75,6 +75,11 @@ with st.container(border=True):
           help="The short side (fixed short side) or the side of the square (fixed number of entries).")
         W(c[4].number_input, "seeds", "seeds", **LAB["seeds"].widget(),
           help="Matrices per aspect ratio; the band is ±1 standard deviation over them.")
+    if view == "matrix":
+        W(st.toggle, "Store it at 4 bits (GGML Q4_1, as SmolLM2-135M's weights are) and read it back", "q4",
+          help="Blocks of 32 entries along each row keep 16 levels between their min and max. The α cards then "
+               "show how far the 4-bit round trip moved α: how much of a quantized model's spectrum is "
+               "quantization noise.")
     with st.expander("FARMS window and fit rule"):
         e = st.columns(3)
         W(e[0].number_input, "FARMS window rows (0 = auto)", "win", **LAB["win"].widget(),
@@ -150,14 +155,22 @@ def matrix_view() -> None:
     sp = res.spectra
     g = sp.grid
     what = (f"your matrix **{name}**" if name else f"{DISTRIBUTIONS[spec.dist].split(' (')[0]} entries, seed {spec.seed}")
+    base = lab_st.matrix_result(spec.replace(q4_1=False)) if spec.q4_1 and name is None else None
+    shift = {w: (f"{getattr(res, f'alpha_{w}') - getattr(base, f'alpha_{w}'):+.3f} from 4 bits"
+                 if base is not None else None) for w in ("raw", "farms")}
     m = st.columns(4)
-    m[0].metric("α raw", fmt_number(res.alpha_raw), help="Power-law exponent of the whole matrix's ESD tail.")
-    m[1].metric("α FARMS", fmt_number(res.alpha_farms), help="Power-law exponent of the pooled window ESD.")
+    m[0].metric("α raw", fmt_number(res.alpha_raw), delta=shift["raw"], delta_color="off",
+                help="Power-law exponent of the whole matrix's ESD tail.")
+    m[1].metric("α FARMS", fmt_number(res.alpha_farms), delta=shift["farms"], delta_color="off",
+                help="Power-law exponent of the pooled window ESD.")
     m[2].metric("Matrix", f"{sp.rows} × {sp.cols}", delta=f"aspect ratio Q = {max(sp.rows, sp.cols) / min(sp.rows, sp.cols):.3g}",
                 delta_color="off", delta_arrow="off")
     m[3].metric("FARMS window", f"{g.h} × {g.w}", delta=f"{g.n_windows} windows, aspect ratio {g.aspect_ratio:.3g}",
                 delta_color="off", delta_arrow="off")
-    st.caption(f"{what} · fit rule {sp.fit_raw.method} · analysed in {res.seconds:.2f} s")
+    st.caption(f"{what} · fit rule {sp.fit_raw.method} · analysed in {res.seconds:.2f} s"
+               + (f" · stored at 4 bits (Q4_1): ‖W − Q(W)‖ / ‖W‖ = {quantization_error(spec):.3f}; the deltas "
+                  f"are α of Q(W) − α of W (raw {fmt_number(base.alpha_raw)}, FARMS {fmt_number(base.alpha_farms)})"
+                  if base is not None else ""))
     lines, file = lab_st.matrix_context(spec, sp.rows, sp.cols, name)
 
     st.subheader("1 · The spectrum and the Marchenko–Pastur law")

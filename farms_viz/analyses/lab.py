@@ -62,6 +62,11 @@ class MatrixSpec:
     student_t  t_nu / sqrt(N)                      (entry tail P(|x| > t) ~ t^-nu)
     pareto     s * U^(-1/mu) / sqrt(N), s = +-1    (P(|x| > t) = t^-mu for t >= 1)
     planted    N(0, 1) / sqrt(N) + strength * sum_k u_k v_k^T, u, v orthonormal (rank ``rank``)
+
+    ``q4_1``: the matrix is then stored at 4 bits and read back, GGML's Q4_1 round trip (blocks of 32
+    along each row, a shorter last one where the width is not a multiple of 32: 16 levels between the
+    block's min and max; ``zoo.ggml``), as SmolLM2-135M's
+    matrices are stored: what quantization alone does to a spectrum.
     """
 
     rows: int = 1000
@@ -72,6 +77,7 @@ class MatrixSpec:
     strength: float = 2.0
     rank: int = 3
     seed: int = 0
+    q4_1: bool = False
 
     def __post_init__(self):
         for name in ("rows", "cols"):
@@ -136,7 +142,20 @@ def make_matrix(spec: MatrixSpec) -> torch.Tensor:
         u, _ = np.linalg.qr(rng.standard_normal((spec.rows, spec.rank)))
         v, _ = np.linalg.qr(rng.standard_normal((spec.cols, spec.rank)))
         x += (spec.strength * u @ v.T).astype(np.float32)
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    w = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if spec.q4_1:
+        from farms_viz.zoo.ggml import q4_1_round_trip_any_width
+
+        w = q4_1_round_trip_any_width(w)
+    return w
+
+
+def quantization_error(spec: MatrixSpec) -> float:
+    """||W - Q4_1(W)||_F / ||W||_F of ``spec``'s matrix (made without quantization)."""
+    from farms_viz.zoo.ggml import q4_1_round_trip_any_width
+
+    w = make_matrix(spec.replace(q4_1=False))
+    return float(torch.linalg.norm(w - q4_1_round_trip_any_width(w)) / torch.linalg.norm(w))
 
 
 def load_npy(data: bytes, name: str = "the file") -> torch.Tensor:

@@ -19,7 +19,7 @@ from farms_viz.errors import FarmsError
 
 VIEWS = {"matrix": "One matrix", "sweep": "α vs aspect ratio (sweep)"}
 DEFAULTS: dict = dict(view="matrix", rows=1000, cols=1000, dist="gaussian", nu=3.0, mu=1.5, strength=2.0,
-                      rank=3, seed=0, win=0, per_dim=lab.PER_DIM, fit=lab.FIT, log=False,
+                      rank=3, seed=0, q4=False, win=0, per_dim=lab.PER_DIM, fit=lab.FIT, log=False,
                       mode="short", size=256, seeds=5)
 CHOICES = {"view": tuple(VIEWS), **LAB_CHOICES}
 PRESETS: dict[str, dict] = {
@@ -96,7 +96,7 @@ def widget(kind, label: str, name: str, **kw):
 def matrix_spec() -> lab.MatrixSpec:
     return lab.MatrixSpec(rows=get("rows"), cols=get("cols"), dist=get("dist"), nu=get("nu"), mu=get("mu"),
                           strength=get("strength"), rank=min(get("rank"), get("rows"), get("cols")),
-                          seed=get("seed"))
+                          seed=get("seed"), q4_1=get("q4"))
 
 
 def settings_for(rows: int, cols: int):

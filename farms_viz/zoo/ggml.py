@@ -46,3 +46,16 @@ def q4_1_round_trip(w: torch.Tensor) -> torch.Tensor:
     d16 = d.to(torch.float16).to(torch.float32)
     m16 = m.to(torch.float16).to(torch.float32)
     return (d16 * q + m16).reshape(w.shape)
+
+
+def q4_1_round_trip_any_width(w: torch.Tensor) -> torch.Tensor:
+    """:func:`q4_1_round_trip` of a matrix of any width: a row's last, shorter block is padded with
+    copies of its own first value (which leaves its min and max, hence its levels, unchanged) and
+    the padding is cut off after. For rows of a multiple of 32 values it is the round trip itself."""
+    cols = w.shape[-1]
+    extra = -cols % QK4_1
+    if extra == 0:
+        return q4_1_round_trip(w)
+    start = cols - cols % QK4_1
+    pad = w[..., start:start + 1].expand(*w.shape[:-1], extra)
+    return q4_1_round_trip(torch.cat([w, pad], dim=-1))[..., :cols]

@@ -89,3 +89,17 @@ def test_bad_url_values_fall_back_and_bad_sizes_are_errors():
     assert metrics(at)["Matrix"] == "1000 × 1000"
     at = ok(_lab(view="sweep", size="512").run())  # 512 * 16 > 4096
     assert any("over the lab's 4096" in e.value for e in at.error)
+
+
+def test_the_4_bit_round_trip_shows_how_far_quantization_moves_alpha():
+    """q4=1 stores the matrix at 4 bits (GGML Q4_1) and reads it back; the alpha cards say how far
+    that moved each alpha against the same matrix unquantized, and the caption gives the error."""
+    plain = metrics(ok(_lab(rows="800", cols="200").run()))
+    at = ok(_lab(rows="800", cols="200", q4="1").run())
+    assert at.toggle(key="w_lab_q4").value is True
+    m = metrics(at)
+    deltas = {x.label: x.proto.delta for x in at.metric}
+    for card in ("α raw", "α FARMS"):
+        want = float(m[card]) - float(plain[card])  # of the cards' rounded values: to a few 1e-3
+        assert deltas[card].endswith(" from 4 bits") and abs(float(deltas[card].split()[0]) - want) < 2e-3
+    assert any("Q4_1" in c.value and "‖W − Q(W)‖ / ‖W‖ = 0.0" in c.value for c in at.caption)

@@ -107,3 +107,16 @@ def test_round_trip_keeps_shape_and_reads_other_float_dtypes():
 def test_unquantizable_input_is_one_sentence(bad, words):
     with pytest.raises(FarmsError, match=words):
         q4_1_round_trip(bad)
+
+
+def test_any_width_round_trip_quantizes_the_short_last_block_by_its_own_range():
+    from farms_viz.zoo.ggml import q4_1_round_trip_any_width
+
+    w = torch.randn(5, 70, generator=torch.Generator().manual_seed(3))
+    got = q4_1_round_trip_any_width(w)
+    assert got.shape == w.shape
+    assert torch.equal(got[:, :64], q4_1_round_trip(w[:, :64]))  # whole blocks: the round trip itself
+    tail = w[:, 64:]
+    padded = torch.cat([tail, tail[:, :1].expand(5, 26)], dim=1)  # 6 values + 26 copies of the first
+    assert torch.equal(got[:, 64:], q4_1_round_trip(padded)[:, :6])
+    assert torch.equal(q4_1_round_trip_any_width(w[:, :64]), q4_1_round_trip(w[:, :64]))
