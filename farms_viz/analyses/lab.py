@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -150,8 +151,10 @@ def make_matrix(spec: MatrixSpec) -> torch.Tensor:
     return w
 
 
+@lru_cache(maxsize=16)
 def quantization_error(spec: MatrixSpec) -> float:
-    """||W - Q4_1(W)||_F / ||W||_F of ``spec``'s matrix (made without quantization)."""
+    """||W - Q4_1(W)||_F / ||W||_F of ``spec``'s matrix (made without quantization); cached, as the
+    page asks for it on every rerun (a 4096 x 4096 matrix takes ~0.5 s to make and round-trip)."""
     from farms_viz.zoo.ggml import q4_1_round_trip_any_width
 
     w = make_matrix(spec.replace(q4_1=False))

@@ -200,10 +200,18 @@ class NotMeasured(FarmsError):
 class _Arm:
     """Prunes and measures one model with cached rows: ``run(ratios, measure)``."""
 
-    def __init__(self, subject: zoo_eval.Trained, model: torch.nn.Module, mid: str, method: str, inputs,
+    def __init__(self, subject: zoo_eval.Trained, model: torch.nn.Module, mid: str, method: str,
                  calib: int | None, cache: bool, cache_only: bool = False):
         self.subject, self.model, self.mid, self.method = subject, model, mid, method
-        self.inputs, self.calib, self.cache, self.cache_only = inputs, calib, cache, cache_only
+        self.calib, self.cache, self.cache_only = calib, cache, cache_only
+        self._inputs = None
+
+    def inputs(self):
+        """The calibration inputs, made on the first pruning only (SmolLM2's tokenize the Brown
+        Corpus: seconds that a run read from the cache never needs)."""
+        if self._inputs is None and self.calib:
+            self._inputs = self.subject.calibration(self.calib)
+        return self._inputs
 
     def run(self, ratios: dict[str, float], what: str) -> dict:
         """``what`` = "heldout" (the reported measure) or "tune" (the epsilon search's)."""
@@ -213,7 +221,7 @@ class _Arm:
             raise NotMeasured(self.subject.name)
         if rec is None:
             t0 = time.perf_counter()
-            pruned = prune(self.model, ratios, self.method, self.inputs)
+            pruned = prune(self.model, ratios, self.method, self.inputs())
             score = self.subject.evaluate if what == "heldout" else self.subject.tune
             rec = {"value": float(score(pruned.model)), "achieved": pruned.overall()[1],
                    "seconds": time.perf_counter() - t0}
@@ -259,8 +267,7 @@ def measure(model_name: str, method: str, sparsities, allocations=ALLOCATIONS, s
         mid = model_id(dense_model) + ("" if text is None else f"|text:{_file_id(text)}")
         dense = _dense(subject, dense_model, mid, cache, cache_only)
         calib = subject.default_calibration if method in CALIBRATED else None
-        arm = _Arm(subject, dense_model, mid, method, subject.calibration(calib) if calib else None, calib, cache,
-                   cache_only)
+        arm = _Arm(subject, dense_model, mid, method, calib, cache, cache_only)
         table = analyze(dense_model, preset=fam.preset, cache=cache).table
         search = epsilon == "search" and subject.tune is not None
         grid = EPSILONS if search else (DEFAULT_EPSILON if epsilon == "search" else float(epsilon),)

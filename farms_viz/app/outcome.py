@@ -30,7 +30,7 @@ MODELS = ("tinylm", "smollm2-135m", "digits-cnn", "digits-mlp", "minilm")
 #: mode shows only what has been measured there before (``outcome.measure(cache_only=True)``)
 CACHED_ONLY = ("smollm2-135m",)
 #: the epsilon choices: searched per arm as the releases, or the page's fixed value
-EPSILON_MODES = {"search": "searched per arm (the releases' protocol)", "fixed": "fixed (this page's ε)"}
+EPSILON_MODES = ("search", "fixed")
 LEVELS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEFAULT_LEVELS = [0.5, 0.6, 0.7, 0.8]
 #: served mode: at most this many sparsity levels per run (a tiny LM row takes 3-5 s on 2 cores)
@@ -142,8 +142,8 @@ def apply_and_measure(spec=None, epsilon: float = 0.3) -> None:
         persisted(c[3].number_input, "Seeds", "am_seeds", min_value=1, max_value=top, step=1,
                   help=f"Training seeds to average over (at most {top} for {model}"
                        + ("; on this shared server only seeds already trained)." if served else ")."))
-        persisted(st.radio, "ε (AlphaPruning's spread)", "am_eps", options=list(EPSILON_MODES),
-                  format_func=lambda k: EPSILON_MODES[k] if k == "search" else f"fixed at {epsilon:g} (this page's ε)",
+        words = {"search": "searched per arm (the releases' protocol)", "fixed": f"fixed at {epsilon:g} (this page's ε)"}
+        persisted(st.radio, "ε (AlphaPruning's spread)", "am_eps", options=list(EPSILON_MODES), format_func=words.get,
                   horizontal=True, help="searched: each arm (seed, sparsity, raw or FARMS) tries ε = "
                   + ", ".join(f"{e:g}" for e in outcome.EPSILONS) + " and keeps the best on tuning data "
                   f"({len(outcome.EPSILONS)}× the pruning); fixed: the ε set above on this page.")

@@ -86,26 +86,14 @@ def minilm_proxy() -> Trained:
 
 
 def smollm2_model() -> Trained:
-    """SmolLM2-135M-Instruct (the zoo's Q4_1 weights, dequantized) by perplexity on the Brown Corpus
-    (:mod:`farms_viz.zoo.causal_lm`: held-out documents to report, the calibration part to tune and
-    calibrate on)."""
-    from farms_viz.zoo import causal_lm, smollm2
+    """SmolLM2-135M-Instruct (the zoo's Q4_1 weights, dequantized into their cached Hugging Face
+    folder) by perplexity on the Brown Corpus: :func:`causal_lm_model` of that folder."""
+    from farms_viz.zoo import smollm2
 
-    tok = smollm2.load_tokenizer()
-
-    def load(weights=None):
-        m = smollm2.load_model()
-        if weights:
-            m.load_state_dict(weights, strict=False)
-        return m
-
-    held = lambda m: causal_lm.perplexity(m, causal_lm.windows(tok, "heldout", causal_lm.EVAL_WINDOWS))  # noqa: E731
-    tune = lambda m: causal_lm.perplexity(m, causal_lm.windows(tok, "calibration", causal_lm.TUNE_WINDOWS))  # noqa: E731
-    calib = lambda n: causal_lm.windows(tok, "calibration", n, offset=0.5)  # noqa: E731
-    return Trained(smollm2.NAME, "held-out perplexity (Brown)", False, load, held, calib, causal_lm.CALIBRATION, tune)
+    return causal_lm_model(str(smollm2.ensure_built()), name=smollm2.NAME)
 
 
-def causal_lm_model(source: str, text_file: str | None = None) -> Trained:
+def causal_lm_model(source: str, text_file: str | None = None, name: str | None = None) -> Trained:
     """Any causal LM transformers can load from a local Hugging Face folder or a hub id (network
     needed; ``trust_remote_code`` stays off), by perplexity on the Brown Corpus or, with
     ``text_file``, on the user's own UTF-8 text (:func:`farms_viz.zoo.causal_lm.split_text`)."""
@@ -120,14 +108,17 @@ def causal_lm_model(source: str, text_file: str | None = None) -> Trained:
             raise FarmsError(f"{source!r} is neither a Hugging Face model folder nor a hub id (owner/name).")
         src = open_hub(source)  # one sentence when offline or unknown
         folder = src.paths[0].parent
-    try:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+    try:  # the config and tokenizer only: the weights load once, when the run needs them
+        config = AutoConfig.from_pretrained(str(folder))
         tok = AutoTokenizer.from_pretrained(str(folder))
-        AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)  # fail here, not mid-run
     except Exception as e:  # transformers raises many kinds for a folder it cannot load
         raise FarmsError(f"transformers cannot load a causal LM from {source} "
                          f"({type(e).__name__}: {str(e).splitlines()[0][:160]}).") from None
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise FarmsError(f"{source} is a {config.model_type} model, not a causal LM transformers knows.")
 
     def load(weights=None):
         m = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
@@ -152,7 +143,7 @@ def causal_lm_model(source: str, text_file: str | None = None) -> Trained:
     def calib(n):
         return causal_lm.windows(tok, "calibration", n, offset=0.5, data=parts["calibration"])
 
-    return Trained(str(source), label, False, load, held, calib, causal_lm.CALIBRATION, tune)
+    return Trained(name or str(source), label, False, load, held, calib, causal_lm.CALIBRATION, tune)
 
 
 def require(name: str) -> Trained:
