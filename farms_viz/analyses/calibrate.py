@@ -27,7 +27,7 @@ from farms_viz.errors import FarmsError
 
 CALIBRATED = ("wanda", "sparsegpt")
 #: the methods' names in sentences
-LABELS = {"magnitude": "magnitude pruning", "wanda": "Wanda", "sparsegpt": "SparseGPT"}
+LABELS = {"magnitude": "magnitude", "wanda": "Wanda", "sparsegpt": "SparseGPT"}
 
 
 class _Stop(Exception):

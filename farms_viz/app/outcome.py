@@ -120,7 +120,7 @@ def apply_and_measure(spec=None, epsilon: float = 0.3) -> None:
                "measure it: held-out perplexity (tinylm; SmolLM2-135M on Brown Corpus documents; lower is "
                "better), test accuracy (digits), or MiniLM's agreement with its dense self (a proxy). ε is "
                "searched per arm on tuning data, never on the held-out part, as the releases search it; the "
-               "chart labels each point with the ε chosen. Each model is analysed with the paper's preset "
+               "chart writes the ε chosen under each sparsity. Each model is analysed with the paper's preset "
                "(llm, cnn), not with the sidebar's settings. SmolLM2's weights are stored at 4 bits (Q4_1).")
     with st.container(border=True):
         c = st.columns([2, 2, 4, 1], vertical_alignment="bottom")
@@ -154,7 +154,8 @@ def apply_and_measure(spec=None, epsilon: float = 0.3) -> None:
                     width="stretch", help="tinylm, Wanda, sparsity 0.5-0.8, every trained seed: read from the "
                                           "experiment's cache when it has run, else computed here.")
         b[2].caption("Measured rows are cached on disk, so a repeated run is instant."
-                     + (" A tiny LM row takes 3-5 s on a 2-core CPU." if not served else ""))
+                     + (" A tiny LM row takes 3-5 s on a 2-core CPU; searching ε prunes each AlphaPruning row "
+                        f"{len(outcome.EPSILONS)} more times." if not served else ""))
     request = s.get("am_request")
     if request is None:
         return

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from farms_viz.analyses.calibrate import LABELS
 from farms_viz.analyses.outcome import ALLOCATIONS
 from farms_viz.analyses.outcome import NAMES as ALLOCATION_NAMES
 from farms_viz.analyses.tempbalance import ARM_NAMES
@@ -52,11 +53,26 @@ def _bounds(g: pd.DataFrame, band: str) -> tuple[np.ndarray, np.ndarray]:
     return g["min"].to_numpy(float), g["max"].to_numpy(float)
 
 
+def _epsilon_ticks(s: pd.DataFrame) -> dict:
+    """x ticks at the measured sparsities, each with the epsilon the raw and FARMS arms chose written
+    under it in their colours (labels on the plot collided where the lines meet)."""
+    if not len(s) or "epsilon" not in s.columns or not s["epsilon"].astype(str).str.len().any():
+        return dict(tickformat=".2f")
+    levels = sorted(set(s["sparsity"]))
+    text = []
+    for x in levels:
+        row = s[s["sparsity"] == x].set_index("allocation")["epsilon"]
+        parts = [f"<span style='color:{LINE_COLORS[k]}'>ε {row[k]}</span>" for k in ("raw", "farms")
+                 if k in row.index and str(row[k])]
+        text.append(f"{x:g}" + (f"<br><span style='font-size:10px'>{' · '.join(parts)}</span>" if parts else ""))
+    return dict(tickmode="array", tickvals=levels, ticktext=text)
+
+
 def outcome_chart(summary: pd.DataFrame, band: str = "minmax", log_y: bool | None = None,
                   title: str | None = None) -> go.Figure:
     """One model and method: its measure vs target sparsity, a line per allocation (mean over
     seeds) with the spread as a band (``minmax`` or ``sd``), the dense model as a dotted line; each
-    AlphaPruning point is labelled with the epsilon its seeds chose (``summary["epsilon"]``).
+    sparsity tick carries the epsilon the raw and FARMS arms' seeds chose (``summary["epsilon"]``).
     ``log_y`` (default: for perplexity) draws the measure on a log scale."""
     if band not in BANDS:
         raise ValueError(f"band must be one of {', '.join(BANDS)}")
@@ -78,11 +94,8 @@ def outcome_chart(summary: pd.DataFrame, band: str = "minmax", log_y: bool | Non
         eps = [str(e) for e in g["epsilon"]] if "epsilon" in g.columns else [""] * len(g)
         shown = key != "uniform" and any(eps)
         traces.append(go.Scatter(
-            x=g["sparsity"], y=g["mean"], mode="lines+markers+text" if shown else "lines+markers", name=name, meta=key,
+            x=g["sparsity"], y=g["mean"], mode="lines+markers", name=name, meta=key,
             legendgroup=key, customdata=np.column_stack([cd, np.array(eps, dtype=object)]),
-            text=[f"ε {e}" if e else "" for e in eps] if shown else None,
-            textposition="top center" if key == "raw" else "bottom center",
-            textfont=dict(size=11, color=LINE_COLORS[key]),
             line=dict(color=LINE_COLORS[key], width=2.2, dash="dash" if key == "uniform" else "solid"),
             marker=dict(size=7),
             hovertemplate=(f"<b>{name}</b><br>sparsity %{{x:g}} (achieved %{{customdata[4]:.4f}})"
@@ -97,10 +110,10 @@ def outcome_chart(summary: pd.DataFrame, band: str = "minmax", log_y: bool | Non
         traces.append(go.Scatter(x=[None], y=[None], mode="lines", name=f"dense {dense:.4g}", meta="dense",
                                  line=dict(color=INK, dash="dot", width=1.2), hoverinfo="skip"))
     model = str(s["model"].iloc[0]) if len(s) else ""
-    method = str(s["method"].iloc[0]) if len(s) else ""
+    method = LABELS.get(str(s["method"].iloc[0]), str(s["method"].iloc[0])) if len(s) else ""
     return make_figure(traces, base_layout(
         title or f"{model} pruned with {method}<br>{_small(f'{metric} vs sparsity; ' + _spread(band, n))}",
-        height=440, xaxis=dict(title=dict(text="target sparsity S"), tickformat=".2f"),
+        height=460, xaxis=dict(title=dict(text="target sparsity S"), **_epsilon_ticks(s)),
         yaxis=dict(title=dict(text=metric + (" (log scale)" if log_y else "")), type="log" if log_y else "linear"),
         shapes=shapes,
     ))

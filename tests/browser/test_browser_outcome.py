@@ -22,7 +22,7 @@ def test_apply_and_measure_on_digits_draws_the_outcome_chart(browser, streamlit_
         before = page.locator(".js-plotly-plot").count()
         run.scroll_into_view_if_needed()
         run.click()
-        chart = page.locator(".js-plotly-plot", has_text="digits-cnn pruned with wanda")
+        chart = page.locator(".js-plotly-plot", has_text="digits-cnn pruned with Wanda")
         chart.wait_for(timeout=240_000)
         idle(page, timeout=240_000)
         no_exceptions(page)
