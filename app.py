@@ -138,11 +138,12 @@ def home() -> None:
                 "the layer browser has no spectra to show.")
 
     c1, c2, c3 = st.columns(3)
-    c1.page_link(app.OVERVIEW, label="Model overview: α per layer, bias plot, diagnosis table", icon=":material/bar_chart:")
-    c2.page_link(app.BROWSER, label="Layer browser: the layer FARMS moves most",
-                 icon=":material/biotech:", disabled=report.metrics_only)
-    c3.page_link(app.ALLOCATIONS, label="Allocations → Apply and measure: prune a real LM by raw vs FARMS α",
-                 icon=":material/content_cut:",
+    # three short labels: at 1400 px a column holds ~40 characters; longer ones were cut mid-word
+    c1.page_link(app.OVERVIEW, label="Model overview: α per layer", icon=":material/bar_chart:",
+                 help="α per layer, the bias plot and the diagnosis table.")
+    c2.page_link(app.BROWSER, label="Layer browser: most moved layer", icon=":material/biotech:",
+                 disabled=report.metrics_only, help="Opens on the layer whose α FARMS moves most.")
+    c3.page_link(app.ALLOCATIONS, label="Apply and measure: prune an LM", icon=":material/content_cut:",
                  help="AlphaPruning from raw and from FARMS alphas on SmolLM2-135M or the tiny LM, pruned with "
                       "magnitude, Wanda or SparseGPT, and the held-out perplexity that follows.")
 
